@@ -1,0 +1,30 @@
+/* cli.h: what the subcommands share: strict option values, error reporting, exit codes.
+ * Every subcommand is `int cmd_NAME(int argc, char **argv)` (argv[0] is the subcommand name)
+ * and returns the process exit status. Options use getopt_long. */
+#ifndef LLAMIX_CLI_H
+#define LLAMIX_CLI_H
+
+#define EXIT_OK 0
+#define EXIT_RUNTIME 1 /* a file or a run failed */
+#define EXIT_USAGE 2   /* bad flags or values */
+
+/* Print "llamix: <message>" and a newline on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse a whole string as a number in [min, max]; on failure print
+ * "llamix: OPTION: 'TEXT' is not ... " and return -1. */
+int cli_int(const char *option, const char *text, long min, long max, int *out);
+int cli_long(const char *option, const char *text, long min, long max, long *out);
+int cli_u64(const char *option, const char *text, unsigned long long *out);
+int cli_float(const char *option, const char *text, double min, double max, float *out);
+
+/* Set the thread knob from -t (0 = keep OMP_NUM_THREADS / all cores). */
+void cli_threads(int threads);
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,1 @@
+/* cmd_bench.c: (to be written) */

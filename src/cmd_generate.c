@@ -1,0 +1,1 @@
+/* cmd_generate.c: (to be written) */

@@ -1,0 +1,1 @@
+/* cmd_score.c: (to be written) */

@@ -1,0 +1,1 @@
+/* cmd_tokenize.c: (to be written) */

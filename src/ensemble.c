@@ -1,0 +1,1 @@
+/* ensemble.c: (to be written) */

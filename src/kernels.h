@@ -1,0 +1,43 @@
+/* kernels.h: the numeric building blocks of the forward pass.
+ *
+ * The heavy one is the batched matrix product. For T input rows x (T, K) and a weight matrix
+ * W (N, K) it computes y (T, N) with y[t][i] = sum_j W[i][j] x[t][j]. Three implementations:
+ *   matmul_reference  plain scalar loops: the oracle for tests, and readable
+ *   matmul_stream     reads each weight row once and dots it with all T input rows; vectorised
+ *                     for the widest instruction set the CPU has (chosen at run time). Decode
+ *                     (T = 1) and ME's catch-up (T = 2..8) are memory-bound and want this.
+ *   matmul_blas       CBLAS sgemm; wins for large T (prefill, scoring) where packing pays off.
+ * matmul() picks between them by T and splits the N output rows across the OpenMP threads. */
+#ifndef LLAMIX_KERNELS_H
+#define LLAMIX_KERNELS_H
+
+#include <stddef.h>
+
+/* y (T, N) = x (T, K) W^T, W (N, K). Threaded; picks the kernel. */
+void matmul(float *y, const float *x, const float *w, int T, int K, int N);
+
+/* Single-threaded variants over output rows [n0, n1), for tests and for matmul() itself. */
+void matmul_reference(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+void matmul_stream(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+void matmul_blas(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+
+/* Instruction sets of the streaming kernel. kernels_isa_available() tells whether this CPU and
+ * build can run one; kernels_set_isa() forces one (tests), KERNEL_ISA_AUTO restores the best. */
+typedef enum { KERNEL_ISA_AUTO = -1, KERNEL_ISA_GENERIC = 0, KERNEL_ISA_AVX2 = 1, KERNEL_ISA_AVX512 = 2 } KernelIsa;
+int kernels_isa_available(KernelIsa isa);
+void kernels_set_isa(KernelIsa isa);
+const char *kernels_isa_name(void); /* the one in use */
+
+/* Batches of at least this many rows go to BLAS (when built with it); measured, see kernels.c.
+ * kernels_set_blas_min_rows() overrides it (tests, bench); 0 restores the default. */
+int kernels_blas_min_rows(void);
+void kernels_set_blas_min_rows(int rows);
+int kernels_have_blas(void);
+
+/* o (D) = x / sqrt(mean(x^2) + 1e-5) * weight; o may alias x. */
+void rmsnorm(float *o, const float *x, const float *weight, int D);
+
+/* In place: x (n) = exp(x - max) / sum. */
+void softmax(float *x, int n);
+
+#endif

@@ -1,0 +1,3 @@
+#!/bin/sh
+# cli.sh: (to be written)
+exit 0

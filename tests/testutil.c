@@ -1,0 +1,79 @@
+/* testutil.c: temporary model files and real-model lookup for the tests. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+#include "util.h"
+
+ModelConfig test_tiny_config(void)
+{
+    ModelConfig c = {.dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4,
+                     .n_kv_heads = 2, .vocab_size = 16, .seq_len = 64};
+    return c;
+}
+
+static void temp_name(char *path)
+{
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, 256, "%s/llamix-test-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+void test_write_model(char *path, const ModelConfig *c, int version, int shared, uint64_t seed, float std)
+{
+    char err[ERR_LEN];
+    temp_name(path);
+    if (model_write_random(path, c, version, shared, seed, std, err) != 0)
+        fail_msg("model_write_random: %s", err);
+}
+
+void test_write_bytes(char *path, const void *data, size_t size)
+{
+    temp_name(path);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, size, f), size);
+    assert_int_equal(fclose(f), 0);
+}
+
+void test_remove(const char *path) { unlink(path); }
+
+const char *test_real_model(const char *name)
+{
+    static char path[4096];
+    const char *dir = getenv("LLAMIX_MODELS");
+    if (!dir || !*dir)
+        dir = "../shared/models";
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        return NULL;
+    return path;
+}
+
+void *test_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *size = (size_t)n;
+    return buf;
+}

@@ -1,0 +1,2 @@
+/* matmul_bench.c: (to be written) */
+int main(void) { return 0; }

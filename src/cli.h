@@ -4,6 +4,9 @@
 #ifndef LLAMIX_CLI_H
 #define LLAMIX_CLI_H
 
+#include "model.h"
+#include "tokenizer.h"
+
 #define EXIT_OK 0
 #define EXIT_RUNTIME 1 /* a file or a run failed */
 #define EXIT_USAGE 2   /* bad flags or values */
@@ -20,6 +23,18 @@ int cli_float(const char *option, const char *text, double min, double max, floa
 
 /* Set the thread knob from -t (0 = keep OMP_NUM_THREADS / all cores). */
 void cli_threads(int threads);
+
+/* Open k checkpoints (on failure prints the error, closes what was opened, returns -1). */
+int cli_open_models(char *const *paths, int k, Model *models);
+void cli_close_models(Model *models, int k);
+
+/* Open the tokenizer for k members: n_paths is 1 (shared) or k (one each, then they must be
+ * identical). The vocabulary size comes from the models, which must agree. NULL on error
+ * (printed). */
+Tokenizer *cli_open_tokenizer(char *const *paths, int n_paths, const Model *models, int k);
+
+/* The most members an ensemble may have on the command line. */
+#define CLI_MAX_MEMBERS 16
 
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

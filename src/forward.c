@@ -1,1 +1,214 @@
-/* forward.c: (to be written) */
+/* forward.c: the transformer forward pass of llama2.c over T tokens at once.
+ *
+ * Per layer, for the T new rows x (T, D) at positions pos..pos+T-1:
+ *   xb = rmsnorm(x);  q = xb Wq^T;  k = xb Wk^T;  v = xb Wv^T      (k, v go straight into the cache)
+ *   rotate q and k by their positions (RoPE on adjacent pairs)
+ *   each row attends causally to every cached position <= its own (grouped-query: query head h
+ *   reads kv head h / (NH / NKV))
+ *   x += attention Wo^T
+ *   xb = rmsnorm(x);  x += (silu(xb W1^T) * (xb W3^T)) W2^T       (SwiGLU)
+ * then logits = rmsnorm(x) Wcls^T for the rows asked for.
+ * Every projection is one matrix product over all T rows: one pass over the weights serves the
+ * whole batch, which is why catching up T tokens costs about as much as decoding one. */
+#include "config.h"
+#include "forward.h"
+#include "kernels.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_BATCH 128
+
+void forward_state_free(ForwardState *s)
+{
+    float **buffers[] = {&s->key_cache, &s->value_cache, &s->x, &s->xb, &s->xb2, &s->q, &s->k,
+                         &s->v, &s->hb, &s->hb2, &s->att, &s->rope_cos, &s->rope_sin};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
+        free(*buffers[i]);
+        *buffers[i] = NULL;
+    }
+    s->n_ctx = s->max_batch = 0;
+}
+
+int forward_state_init(ForwardState *s, const ModelConfig *c, int n_ctx, int max_batch, char err[])
+{
+    memset(s, 0, sizeof *s);
+    if (n_ctx <= 0 || n_ctx > c->seq_len)
+        n_ctx = c->seq_len;
+    if (max_batch <= 0)
+        max_batch = DEFAULT_MAX_BATCH;
+    if (max_batch > n_ctx)
+        max_batch = n_ctx;
+    s->n_ctx = n_ctx;
+    s->max_batch = max_batch;
+    size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, KVD = (size_t)model_kv_dim(c);
+    size_t HS = (size_t)model_head_size(c), B = (size_t)max_batch, N = (size_t)n_ctx;
+    size_t cache, att;
+    if (size_mul((size_t)c->n_layers, N, &cache) || size_mul(cache, KVD, &cache) ||
+        size_mul(B * (size_t)c->n_heads, N, &att))
+        return fail(err, "run state too large for this machine");
+    struct { float **p; size_t n, m; } plan[] = {
+        {&s->key_cache, cache, 1}, {&s->value_cache, cache, 1}, {&s->x, B, D}, {&s->xb, B, D},
+        {&s->xb2, B, D}, {&s->q, B, D}, {&s->k, B, KVD}, {&s->v, B, KVD}, {&s->hb, B, H},
+        {&s->hb2, B, H}, {&s->att, att, 1}, {&s->rope_cos, N, HS / 2}, {&s->rope_sin, N, HS / 2},
+    };
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        *plan[i].p = alloc_zeroed(plan[i].n, plan[i].m * sizeof(float));
+        if (!*plan[i].p) {
+            forward_state_free(s);
+            return fail(err, "out of memory for the run state (context %d, batch %d)", n_ctx, max_batch);
+        }
+    }
+    /* RoPE: pair i of a head turns by pos * 10000^(-2i/HS). Computed with llama2.c's float
+     * expressions so the angles are bit-identical to its on-the-fly ones. */
+    for (size_t p = 0; p < N; p++)
+        for (size_t i = 0; i < HS / 2; i++) {
+            float freq = 1.0f / powf(10000.0f, (float)(2 * i) / (float)HS);
+            float angle = (float)p * freq;
+            s->rope_cos[p * (HS / 2) + i] = cosf(angle);
+            s->rope_sin[p * (HS / 2) + i] = sinf(angle);
+        }
+    return 0;
+}
+
+/* A matrix product y (T, N) = x (T, K) W^T: the fast dispatcher, or the scalar reference. */
+typedef void (*MatmulFn)(float *y, const float *x, const float *w, int T, int K, int N);
+
+static void matmul_scalar(float *y, const float *x, const float *w, int T, int K, int N)
+{
+    matmul_reference(y, x, w, T, K, N, 0, N);
+}
+
+/* Rotate each adjacent pair (v[2i], v[2i+1]) of every head of one row by its position's angle. */
+static void rope(float *v, int n_heads, int head_size, const float *cos_row, const float *sin_row)
+{
+    for (int h = 0; h < n_heads; h++) {
+        float *head = v + (size_t)h * head_size;
+        for (int i = 0; i < head_size / 2; i++) {
+            float a = head[2 * i], b = head[2 * i + 1];
+            head[2 * i] = a * cos_row[i] - b * sin_row[i];
+            head[2 * i + 1] = a * sin_row[i] + b * cos_row[i];
+        }
+    }
+}
+
+/* Causal attention of one query head at position p over cached positions 0..p.
+ * q (HS), keys/values (n_ctx, KVD) of this layer, out (HS), scores (p + 1) scratch. */
+static void attend(float *out, const float *q, const float *keys, const float *values, int p,
+                   int kv_dim, int kv_offset, int head_size, float *scores)
+{
+    float scale = 1.0f / sqrtf((float)head_size);
+    for (int t = 0; t <= p; t++) {
+        const float *k = keys + (size_t)t * kv_dim + kv_offset;
+        float dot = 0.0f;
+        for (int i = 0; i < head_size; i++)
+            dot += q[i] * k[i];
+        scores[t] = dot * scale;
+    }
+    softmax(scores, p + 1);
+    memset(out, 0, (size_t)head_size * sizeof(float));
+    for (int t = 0; t <= p; t++) {
+        const float *v = values + (size_t)t * kv_dim + kv_offset;
+        float a = scores[t];
+        for (int i = 0; i < head_size; i++)
+            out[i] += a * v[i];
+    }
+}
+
+/* T <= max_batch rows at positions pos..pos+T-1; leaves the final hidden states in s->x. */
+static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int T, int pos, MatmulFn mm)
+{
+    const ModelConfig *c = &m->config;
+    const ModelWeights *w = &m->w;
+    const int D = c->dim, H = c->hidden_dim, KVD = model_kv_dim(c), HS = model_head_size(c);
+    const int NH = c->n_heads, kv_mul = c->n_heads / c->n_kv_heads;
+    const size_t DD = (size_t)D * D, KD = (size_t)KVD * D, HD = (size_t)H * D;
+    const size_t layer_cache = (size_t)s->n_ctx * KVD;
+
+    for (int t = 0; t < T; t++)
+        memcpy(s->x + (size_t)t * D, w->token_embedding + (size_t)tokens[t] * D, (size_t)D * sizeof(float));
+
+    for (int l = 0; l < c->n_layers; l++) {
+        float *keys = s->key_cache + (size_t)l * layer_cache;     /* (n_ctx, KVD) */
+        float *values = s->value_cache + (size_t)l * layer_cache; /* (n_ctx, KVD) */
+        float *k_new = keys + (size_t)pos * KVD, *v_new = values + (size_t)pos * KVD;
+
+        /* attention */
+        for (int t = 0; t < T; t++)
+            rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_att + (size_t)l * D, D);
+        mm(s->q, s->xb, w->wq + l * DD, T, D, D);
+        mm(k_new, s->xb, w->wk + l * KD, T, D, KVD);
+        mm(v_new, s->xb, w->wv + l * KD, T, D, KVD);
+        for (int t = 0; t < T; t++) {
+            const float *cs = s->rope_cos + (size_t)(pos + t) * (HS / 2);
+            const float *sn = s->rope_sin + (size_t)(pos + t) * (HS / 2);
+            rope(s->q + (size_t)t * D, NH, HS, cs, sn);
+            rope(k_new + (size_t)t * KVD, c->n_kv_heads, HS, cs, sn);
+        }
+        #pragma omp parallel for collapse(2) schedule(static) if (T * NH * (pos + T) > 4096)
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++)
+                attend(s->xb + (size_t)t * D + (size_t)h * HS, s->q + (size_t)t * D + (size_t)h * HS,
+                       keys, values, pos + t, KVD, (h / kv_mul) * HS, HS,
+                       s->att + ((size_t)t * NH + h) * s->n_ctx);
+        mm(s->xb2, s->xb, w->wo + l * DD, T, D, D);
+        for (size_t i = 0; i < (size_t)T * D; i++)
+            s->x[i] += s->xb2[i];
+
+        /* feed-forward: SwiGLU */
+        for (int t = 0; t < T; t++)
+            rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_ffn + (size_t)l * D, D);
+        mm(s->hb, s->xb, w->w1 + l * HD, T, D, H);
+        mm(s->hb2, s->xb, w->w3 + l * HD, T, D, H);
+        for (size_t i = 0; i < (size_t)T * H; i++) {
+            float g = s->hb[i];
+            s->hb[i] = g * (1.0f / (1.0f + expf(-g))) * s->hb2[i];
+        }
+        mm(s->xb2, s->hb, w->w2 + l * HD, T, H, D);
+        for (size_t i = 0; i < (size_t)T * D; i++)
+            s->x[i] += s->xb2[i];
+    }
+}
+
+static int forward_with(const Model *m, ForwardState *s, const int *tokens, int n, int pos,
+                        float *logits, int all_rows, int max_rows, MatmulFn mm, char err[])
+{
+    const ModelConfig *c = &m->config;
+    if (n < 1 || pos < 0 || pos > s->n_ctx - n)
+        return fail(err, "%s: cannot run %d tokens at position %d: the context holds %d", m->path,
+                    n, pos, s->n_ctx);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return fail(err, "%s: token id %d is outside the vocabulary (0..%d)", m->path, tokens[t],
+                        c->vocab_size - 1);
+    const int D = c->dim, V = c->vocab_size;
+    for (int done = 0; done < n;) {
+        int T = n - done < max_rows ? n - done : max_rows;
+        forward_rows(m, s, tokens + done, T, pos + done, mm);
+        if (logits && all_rows) {
+            for (int t = 0; t < T; t++)
+                rmsnorm(s->x + (size_t)t * D, s->x + (size_t)t * D, m->w.rms_final, D);
+            mm(logits + (size_t)done * V, s->x, m->w.wcls, T, D, V);
+        } else if (logits && done + T == n) {
+            float *last = s->x + (size_t)(T - 1) * D;
+            rmsnorm(last, last, m->w.rms_final, D);
+            mm(logits, last, m->w.wcls, 1, D, V);
+        }
+        done += T;
+    }
+    return 0;
+}
+
+int forward(const Model *m, ForwardState *s, const int *tokens, int n, int pos, float *logits,
+            int all_rows, char err[])
+{
+    return forward_with(m, s, tokens, n, pos, logits, all_rows, s->max_batch, matmul, err);
+}
+
+int forward_reference(const Model *m, ForwardState *s, const int *tokens, int n, int pos,
+                      float *logits, int all_rows, char err[])
+{
+    return forward_with(m, s, tokens, n, pos, logits, all_rows, 1, matmul_scalar, err);
+}

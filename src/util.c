@@ -14,7 +14,7 @@
 #include <cblas.h>
 #endif
 
-int fail(char *err, const char *fmt, ...)
+int(fail)(char *err, const char *fmt, ...)
 {
     if (err) {
         va_list ap;

@@ -13,7 +13,8 @@
 #define ERR_LEN 512
 
 /* printf-style: write a message into err (may be NULL) and return -1. */
-int fail(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* (The parentheses keep the name safe from cmocka.h, which defines a fail() macro.) */
+int(fail)(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* *out = a * b (or a + b); return -1 instead of wrapping around. */
 int size_mul(size_t a, size_t b, size_t *out);

@@ -1,14 +1,298 @@
-/* test_forward.c: (to be written) */
+/* test_forward.c: the batched forward pass against one-token-at-a-time references, and against
+ * llama2.c's published output for a real model. A T-token batch and T single-token steps sum in
+ * different orders, so logits are compared with a tolerance, never bitwise. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-static void test_placeholder(void **state) { (void)state; }
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+#include "kernels.h"
+#include "sampler.h"
+#include "testutil.h"
+#include "tokenizer.h"
+#include "util.h"
+
+/* |a - b| <= tol * (1 + |b|) for every entry; logits of these models are O(1). */
+#define TOLERANCE 1e-4
+
+static double max_rel_diff(const float *a, const float *b, size_t n)
+{
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (1.0 + fabs((double)b[i]));
+        if (!(d <= worst)) /* also catches NaN */
+            worst = isnan(d) ? INFINITY : d;
+    }
+    return worst;
+}
+
+static void random_tokens(int *tokens, int n, int vocab, uint64_t seed)
+{
+    Rng r;
+    rng_seed(&r, seed);
+    for (int i = 0; i < n; i++)
+        tokens[i] = (int)(rng_u32(&r) % (uint32_t)vocab);
+}
+
+/* Forward n tokens three ways and compare all rows' logits:
+ *   reference: one token at a time with the scalar matmul;
+ *   batched: all n at once (in chunks of max_batch) with the fast kernels;
+ *   stepwise: n single-token calls with the fast kernels. */
+static void check_batched(const ModelConfig *c, int version, int shared, int n, int max_batch)
+{
+    char path[256], err[ERR_LEN];
+    test_write_model(path, c, version, shared, 11 + n, 0);
+    Model m;
+    assert_int_equal(model_open(&m, path, err), 0);
+    ForwardState ref, fast;
+    assert_int_equal(forward_state_init(&ref, c, n, 0, err), 0);
+    assert_int_equal(forward_state_init(&fast, c, n, max_batch, err), 0);
+    size_t V = (size_t)c->vocab_size;
+    int *tokens = malloc(sizeof(int) * n);
+    float *want = malloc(sizeof(float) * n * V), *got = malloc(sizeof(float) * n * V);
+    random_tokens(tokens, n, c->vocab_size, 5);
+
+    assert_int_equal(forward_reference(&m, &ref, tokens, n, 0, want, 1, err), 0);
+    assert_int_equal(forward(&m, &fast, tokens, n, 0, got, 1, err), 0);
+    double batched = max_rel_diff(got, want, n * V);
+
+    for (int t = 0; t < n; t++)
+        assert_int_equal(forward(&m, &fast, tokens + t, 1, t, got + t * V, 0, err), 0);
+    double stepwise = max_rel_diff(got, want, n * V);
+
+    /* last-row-only logits equal the last row of all-rows logits */
+    assert_int_equal(forward(&m, &fast, tokens, n, 0, got, 0, err), 0);
+    double last = max_rel_diff(got, want + (n - 1) * V, V);
+
+    if (batched > TOLERANCE || stepwise > TOLERANCE || last > TOLERANCE)
+        fail_msg("v%d shared %d n %d batch %d: batched %.3g stepwise %.3g last %.3g > %g", version,
+                 shared, n, max_batch, batched, stepwise, last, TOLERANCE);
+    free(tokens);
+    free(want);
+    free(got);
+    forward_state_free(&ref);
+    forward_state_free(&fast);
+    model_close(&m);
+    test_remove(path);
+}
+
+static void test_batched_equals_sequential(void **state)
+{
+    (void)state;
+    ModelConfig gqa = test_tiny_config(); /* NH 4, NKV 2 */
+    ModelConfig mha = {.dim = 24, .hidden_dim = 40, .n_layers = 3, .n_heads = 3, .n_kv_heads = 3,
+                       .vocab_size = 37, .seq_len = 48};
+    ModelConfig mqa = {.dim = 40, .hidden_dim = 72, .n_layers = 1, .n_heads = 5, .n_kv_heads = 1,
+                       .vocab_size = 300, .seq_len = 40};
+    const ModelConfig *configs[] = {&gqa, &mha, &mqa};
+    for (int i = 0; i < 3; i++)
+        for (int version = 0; version <= 1; version++)
+            for (int shared = 0; shared <= 1; shared++) {
+                check_batched(configs[i], version, shared, 1, 0);
+                check_batched(configs[i], version, shared, 7, 0);
+                check_batched(configs[i], version, shared, 33, 0);
+                check_batched(configs[i], version, shared, 33, 5); /* chunks of 5 */
+            }
+}
+
+/* Both kernel paths of the dispatcher (stream and BLAS) inside a whole forward. */
+static void test_blas_and_stream_paths(void **state)
+{
+    (void)state;
+    ModelConfig c = test_tiny_config();
+    kernels_set_blas_min_rows(1);
+    check_batched(&c, 1, 1, 20, 0);
+    kernels_set_blas_min_rows(1000000);
+    check_batched(&c, 1, 1, 20, 0);
+    kernels_set_blas_min_rows(0);
+}
+
+/* The tolerance has the power to see a wrong model: a forward of another seed differs. */
+static void test_tolerance_detects_difference(void **state)
+{
+    (void)state;
+    ModelConfig c = test_tiny_config();
+    char p1[256], p2[256], err[ERR_LEN];
+    test_write_model(p1, &c, 1, 1, 1, 0);
+    test_write_model(p2, &c, 1, 1, 2, 0);
+    Model a, b;
+    assert_int_equal(model_open(&a, p1, err), 0);
+    assert_int_equal(model_open(&b, p2, err), 0);
+    ForwardState s;
+    assert_int_equal(forward_state_init(&s, &c, 8, 0, err), 0);
+    int tokens[4] = {1, 5, 9, 3};
+    float la[16], lb[16];
+    assert_int_equal(forward(&a, &s, tokens, 4, 0, la, 0, err), 0);
+    assert_int_equal(forward(&b, &s, tokens, 4, 0, lb, 0, err), 0);
+    assert_true(max_rel_diff(la, lb, 16) > 100 * TOLERANCE);
+    /* and a different prefix at the same position differs too (the cache is used) */
+    int other[4] = {1, 6, 9, 3};
+    assert_int_equal(forward(&a, &s, other, 4, 0, lb, 0, err), 0);
+    assert_true(max_rel_diff(la, lb, 16) > 100 * TOLERANCE);
+    forward_state_free(&s);
+    model_close(&a);
+    model_close(&b);
+    test_remove(p1);
+    test_remove(p2);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    ModelConfig c = test_tiny_config();
+    char path[256], err[ERR_LEN];
+    test_write_model(path, &c, 1, 1, 1, 0);
+    Model m;
+    assert_int_equal(model_open(&m, path, err), 0);
+    ForwardState s;
+    assert_int_equal(forward_state_init(&s, &c, 8, 4, err), 0);
+    assert_int_equal(s.n_ctx, 8);
+    int tokens[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    float logits[16];
+    assert_int_equal(forward(&m, &s, tokens, 9, 0, logits, 0, err), -1);
+    assert_non_null(strstr(err, "context holds 8"));
+    assert_int_equal(forward(&m, &s, tokens, 1, 8, logits, 0, err), -1);
+    assert_int_equal(forward(&m, &s, tokens, 0, 0, logits, 0, err), -1);
+    assert_int_equal(forward(&m, &s, tokens, 1, -1, logits, 0, err), -1);
+    int bad[2] = {1, 16};
+    assert_int_equal(forward(&m, &s, bad, 2, 0, logits, 0, err), -1);
+    assert_non_null(strstr(err, "outside the vocabulary"));
+    assert_int_equal(forward(&m, &s, tokens, 8, 0, logits, 0, err), 0);
+    forward_state_free(&s);
+    forward_state_free(&s); /* twice is safe */
+    model_close(&m);
+    test_remove(path);
+}
+
+/* llama2.c's test_all.py: run stories260K.bin -z tok512.bin -t 0.0 -n 200 prints exactly this. */
+static const char *STORIES260K_GREEDY_200 =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+    "One day, she saw a big, red ball. She wanted to play with it, but it was too high.\n"
+    "Lily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do. "
+    "She said, \"I want to play with your ball, but I can't find it.\"\n"
+    "Lily was sad and didn't know what to do. She said, \"I'm sorry, Lily. I didn't know what to do.\"\n"
+    "Lily didn't want to help her mom, so she";
+
+/* Greedy decoding from BOS, one token per forward; returns the decoded text (malloc'd). */
+static char *greedy_text(const Model *m, const Tokenizer *tok, int steps)
+{
+    char err[ERR_LEN];
+    ForwardState s;
+    assert_int_equal(forward_state_init(&s, &m->config, steps, 0, err), 0);
+    float *logits = malloc(sizeof(float) * m->config.vocab_size);
+    char *text = calloc(1, 16 * (size_t)steps + 1);
+    int token = TOKEN_BOS;
+    for (int pos = 0; pos < steps; pos++) {
+        assert_int_equal(forward(m, &s, &token, 1, pos, logits, 0, err), 0);
+        int next = argmax(logits, m->config.vocab_size);
+        if (next == TOKEN_BOS)
+            break;
+        strcat(text, tokenizer_decode(tok, token, next));
+        token = next;
+    }
+    free(logits);
+    forward_state_free(&s);
+    return text;
+}
+
+static void test_stories260K_greedy(void **state)
+{
+    (void)state;
+    char model_path[4096], v1_path[4096] = "", err[ERR_LEN];
+    const char *p = test_real_model("stories260K.bin");
+    if (!p || !test_real_model("tok512.bin"))
+        skip();
+    snprintf(model_path, sizeof model_path, "%s", p);
+    if ((p = test_real_model("stories260K_v1.bin")))
+        snprintf(v1_path, sizeof v1_path, "%s", p);
+    Model m;
+    assert_int_equal(model_open(&m, model_path, err), 0);
+    Tokenizer *tok = tokenizer_open(test_real_model("tok512.bin"), m.config.vocab_size, err);
+    assert_non_null(tok);
+    char *text = greedy_text(&m, tok, 200);
+    assert_string_equal(text, STORIES260K_GREEDY_200);
+    free(text);
+
+    /* The v0 and v1 copies give identical logits for a prompt (same weights, same code). */
+    if (*v1_path) {
+        Model m1;
+        assert_int_equal(model_open(&m1, v1_path, err), 0);
+        ForwardState s0, s1;
+        assert_int_equal(forward_state_init(&s0, &m.config, 64, 0, err), 0);
+        assert_int_equal(forward_state_init(&s1, &m1.config, 64, 0, err), 0);
+        int tokens[64];
+        random_tokens(tokens, 64, 512, 3);
+        float *l0 = malloc(sizeof(float) * 64 * 512), *l1 = malloc(sizeof(float) * 64 * 512);
+        assert_int_equal(forward(&m, &s0, tokens, 64, 0, l0, 1, err), 0);
+        assert_int_equal(forward(&m1, &s1, tokens, 64, 0, l1, 1, err), 0);
+        assert_memory_equal(l0, l1, sizeof(float) * 64 * 512);
+        free(l0);
+        free(l1);
+        forward_state_free(&s0);
+        forward_state_free(&s1);
+        model_close(&m1);
+    }
+    tokenizer_free(tok);
+    model_close(&m);
+}
+
+/* One model, several states in different threads: the model is read-only, so each sequence
+ * gives the same logits as when run alone. */
+static void test_shared_model_threads(void **state)
+{
+    (void)state;
+    ModelConfig c = test_tiny_config();
+    char path[256], err[ERR_LEN];
+    test_write_model(path, &c, 1, 1, 4, 0);
+    Model m;
+    assert_int_equal(model_open(&m, path, err), 0);
+    enum { SEQS = 4, N = 24 };
+    int tokens[SEQS][N];
+    float alone[SEQS][16], together[SEQS][16];
+    for (int i = 0; i < SEQS; i++) {
+        random_tokens(tokens[i], N, 16, 100 + i);
+        ForwardState s;
+        assert_int_equal(forward_state_init(&s, &c, N, 0, err), 0);
+        assert_int_equal(forward(&m, &s, tokens[i], N, 0, alone[i], 0, err), 0);
+        forward_state_free(&s);
+    }
+    int failures = 0;
+    #pragma omp parallel for num_threads(SEQS) reduction(+ : failures)
+    for (int i = 0; i < SEQS; i++) {
+        char e[ERR_LEN];
+        ForwardState s;
+        if (forward_state_init(&s, &c, N, 0, e) != 0) {
+            failures++;
+            continue;
+        }
+        for (int t = 0; t < N; t++) /* one token at a time, to interleave with the others */
+            failures += forward(&m, &s, &tokens[i][t], 1, t, together[i], 0, e) != 0;
+        forward_state_free(&s);
+    }
+    assert_int_equal(failures, 0);
+    for (int i = 0; i < SEQS; i++)
+        assert_true(max_rel_diff(together[i], alone[i], 16) <= TOLERANCE);
+    model_close(&m);
+    test_remove(path);
+}
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_placeholder)};
+    threads_set(0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batched_equals_sequential),
+        cmocka_unit_test(test_blas_and_stream_paths),
+        cmocka_unit_test(test_tolerance_detects_difference),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_stories260K_greedy),
+        cmocka_unit_test(test_shared_model_threads),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

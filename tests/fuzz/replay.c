@@ -1,0 +1,2 @@
+/* replay.c: (to be written) */
+int main(void) { return 0; }

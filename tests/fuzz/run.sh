@@ -1,0 +1,3 @@
+#!/bin/sh
+# run.sh: (to be written)
+exit 0

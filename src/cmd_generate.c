@@ -139,7 +139,7 @@ int cmd_generate(int argc, char **argv)
     int n_prompt;
     if (!prompt_tokens ||
         tokenizer_encode(tok, prompt, 1, 0, prompt_tokens, (int)max_prompt, &n_prompt, err)) {
-        cli_error("%s", prompt_tokens ? err : "out of memory");
+        cli_error("prompt: %s", prompt_tokens ? err : "out of memory");
         goto done;
     }
     int limit = n_ctx > 0 && n_ctx < smallest ? n_ctx : smallest;

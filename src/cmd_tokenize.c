@@ -71,7 +71,7 @@ int cmd_tokenize(int argc, char **argv)
     size_t max_tokens = strlen(text) + 3;
     int *tokens = malloc(sizeof(int) * max_tokens), n = 0, status = EXIT_OK;
     if (!tokens || tokenizer_encode(tok, text, bos, 0, tokens, (int)max_tokens, &n, err)) {
-        cli_error("%s", tokens ? err : "out of memory");
+        cli_error("-p: %s", tokens ? err : "out of memory");
         status = EXIT_RUNTIME;
     }
     for (int i = 0; i < n && status == EXIT_OK; i++) {

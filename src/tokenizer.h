@@ -14,7 +14,8 @@
 
 typedef struct Tokenizer Tokenizer; /* opaque */
 
-/* Load a tokenizer of exactly vocab_size entries. NULL on error with a message naming path. */
+/* Load a tokenizer of exactly vocab_size entries (0: as many as the file holds, for tools that
+ * have no model at hand). NULL on error with a message naming path. */
 Tokenizer *tokenizer_open(const char *path, int vocab_size, char err[]);
 /* The same from memory (the file's bytes; copied). `name` is used in messages. */
 Tokenizer *tokenizer_parse(const void *data, size_t size, int vocab_size, const char *name, char err[]);

@@ -18,7 +18,8 @@
 
 #include <stdint.h>
 
-/* llama2.c's xorshift64* generator. State 0 is a fixed point, so rng_seed(0) uses another constant. */
+/* llama2.c's xorshift64* generator. State 0 is a fixed point, so rng_seed(0) uses the constant
+ * 0x9E3779B97F4A7C15 instead (every other seed is the state as given). */
 typedef struct {
     uint64_t state;
 } Rng;
@@ -37,7 +38,8 @@ typedef struct {
 /* Defaults: temperature 1, top-k off, top-p 0.9 (llama2.c's run default), min-p off. */
 SamplerParams sampler_defaults(void);
 
-/* Check ranges: T >= 0 and finite, top_k >= 0, 0 < top_p, 0 <= min_p < 1. */
+/* Check ranges: T >= 0 and finite, top_k >= 0, 0 < top_p and finite, 0 <= min_p < 1 (NaN fails).
+ * On failure err gets one line such as "temperature must be >= 0 and finite, got nan". */
 int sampler_params_check(const SamplerParams *p, char err[]);
 
 typedef struct {
@@ -50,11 +52,14 @@ typedef struct {
 int sampler_init(Sampler *s, int vocab_size, SamplerParams params, char err[]);
 void sampler_free(Sampler *s); /* safe on a zeroed Sampler */
 
-/* probs (V) = S(softmax(logits)), normalised to sum 1. logits is not modified. */
+/* probs (V) = S(softmax(logits)), normalised to sum 1. logits is not modified (probs may be the
+ * same array). Exactly the distribution sampler_sample() draws from: both use one kept list. */
 void sampler_transform(Sampler *s, const float *logits, float *probs);
 
 /* Draw a token from S(softmax(logits)) using exactly one rng_float coin (none when greedy).
- * Matches llama2.c run.c when top_k and min_p are off. */
+ * Matches llama2.c run.c when top_k and min_p are off (top_p <= 0 then also means off, as in
+ * run.c). Where run.c misbehaves we choose: top_p < 1/V with a flat distribution (run.c reads out
+ * of bounds) keeps the top token; logits / T overflowing (run.c: NaNs) acts as T -> 0. */
 int sampler_sample(Sampler *s, const float *logits, Rng *rng);
 
 /* Draw from an explicit distribution probs (n) with a coin in [0, 1): the first index whose

@@ -1,14 +1,591 @@
-/* test_score.c: (to be written) */
+/* test_score.c: per-token scores, the ensemble's NLL, and EM for the weights.
+ *
+ * Oracles: the scalar reference forward run afresh for every scored token on exactly the prefix
+ * the window scheme promises (BOS and the earlier tokens of its window), with log-softmax and
+ * mixtures computed here in double. The EM recovery test samples text from a CE mixture with
+ * known weights (fixed seeds) and states its tolerance from the standard error of the fit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-static void test_placeholder(void **state) { (void)state; }
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ensemble.h"
+#include "forward.h"
+#include "score.h"
+#include "testutil.h"
+#include "tokenizer.h"
+#include "util.h"
+
+#define MAX_K 3
+#define V_TEST 32
+
+/* Members of different shapes sharing one vocabulary of V_TEST ids and seq_len 64. */
+typedef struct {
+    int k;
+    char paths[MAX_K][256];
+    Model models[MAX_K];
+    const Model *members[MAX_K];
+} Members;
+
+static void members_open(Members *ms, int k, uint64_t seed)
+{
+    ModelConfig shapes[MAX_K] = {
+        {.dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .seq_len = 64},
+        {.dim = 24, .hidden_dim = 64, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .seq_len = 64},
+        {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 1, .seq_len = 80},
+    };
+    char err[ERR_LEN];
+    ms->k = k;
+    for (int i = 0; i < k; i++) {
+        shapes[i].vocab_size = V_TEST;
+        /* std 2/sqrt(D): peaked distributions, so the members differ clearly */
+        test_write_model(ms->paths[i], &shapes[i], i % 2, i != 1, seed + (uint64_t)i,
+                         2.0f / sqrtf((float)shapes[i].dim));
+        if (model_open(&ms->models[i], ms->paths[i], err))
+            fail_msg("model_open: %s", err);
+        ms->members[i] = &ms->models[i];
+    }
+}
+
+static void members_close(Members *ms)
+{
+    for (int i = 0; i < ms->k; i++) {
+        model_close(&ms->models[i]);
+        test_remove(ms->paths[i]);
+    }
+}
+
+/* BOS then n - 1 ids from a small LCG (any ids will do for exactness tests). */
+static int *random_tokens(long n, uint64_t seed)
+{
+    int *t = malloc(sizeof(int) * (size_t)n);
+    assert_non_null(t);
+    t[0] = TOKEN_BOS;
+    for (long i = 1; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int)((seed >> 33) % V_TEST);
+    }
+    return t;
+}
+
+/* Score every member into a table (the code under test). */
+static void score_all(const Members *ms, const int *tokens, long n, int context, int max_batch,
+                      ScoreTable *table)
+{
+    char err[ERR_LEN];
+    if (score_table_init(table, ms->k, n - 1, err))
+        fail_msg("score_table_init: %s", err);
+    ScoreOptions o = {.context = context, .max_batch = max_batch};
+    for (int i = 0; i < ms->k; i++)
+        if (score_member(&ms->models[i], tokens, n, &o, table->logp + (size_t)i * (size_t)table->n, err))
+            fail_msg("score_member: %s", err);
+}
+
+/* The oracle: p_m(tokens[j] | BOS, tokens[a..j)) for every vocabulary id, where a is the first
+ * text token of j's window, from the scalar reference forward run on just that prefix. probs (V). */
+static void reference_probs(const Model *m, const int *tokens, long j, int context, double *probs)
+{
+    char err[ERR_LEN];
+    long a = 1 + (j - 1) / (context - 1) * (context - 1);
+    int prefix[128], len = 0;
+    prefix[len++] = TOKEN_BOS;
+    for (long i = a; i < j; i++)
+        prefix[len++] = tokens[i];
+    assert_true(len <= context - 1);
+    ForwardState st;
+    float logits[V_TEST];
+    if (forward_state_init(&st, &m->config, len, 0, err) ||
+        forward_reference(m, &st, prefix, len, 0, logits, 0, err))
+        fail_msg("reference forward: %s", err);
+    forward_state_free(&st);
+    double max = logits[0], sum = 0;
+    for (int x = 1; x < V_TEST; x++)
+        max = fmax(max, logits[x]);
+    for (int x = 0; x < V_TEST; x++)
+        sum += probs[x] = exp(logits[x] - max);
+    for (int x = 0; x < V_TEST; x++)
+        probs[x] /= sum;
+}
+
+/* ------------------------------------------------------------------ 1. a member's score */
+
+typedef struct {
+    long calls, last_done, last_total;
+    double last_sum;
+} Seen;
+
+static void record(void *user, long done, long total, double nll_sum)
+{
+    Seen *s = user;
+    s->calls++;
+    s->last_done = done;
+    s->last_total = total;
+    s->last_sum = nll_sum;
+}
+
+/* Each log p equals log-softmax of the reference forward on the promised prefix (to 1e-4: the
+ * batched and scalar forwards round differently, by about 1e-6 in the logits), and so does
+ * their sum. max_batch 7 with context 20 makes each window of 19 rows take 3 forward calls
+ * (7 + 7 + 5), so the chunking within a window is exercised too; the default batch must give
+ * the same numbers. The text is 150 tokens: 8 windows, the last one partial. */
+static void test_member_matches_reference(void **state)
+{
+    (void)state;
+    enum { N = 150, CONTEXT = 20 };
+    Members ms;
+    members_open(&ms, 2, 500);
+    int *tokens = random_tokens(N, 7);
+    for (int i = 0; i < ms.k; i++) {
+        char err[ERR_LEN];
+        double lp[N - 1], lp_default[N - 1];
+        Seen seen = {0};
+        ScoreOptions o = {.context = CONTEXT, .max_batch = 7, .progress = record, .user = &seen};
+        if (score_member(&ms.models[i], tokens, N, &o, lp, err))
+            fail_msg("score_member: %s", err);
+        ScoreOptions d = {.context = CONTEXT};
+        if (score_member(&ms.models[i], tokens, N, &d, lp_default, err))
+            fail_msg("score_member: %s", err);
+        double worst = 0, sum = 0, ref_sum = 0;
+        for (long j = 1; j < N; j++) {
+            double probs[V_TEST];
+            reference_probs(&ms.models[i], tokens, j, CONTEXT, probs);
+            double ref = log(probs[tokens[j]]);
+            worst = fmax(worst, fabs(lp[j - 1] - ref));
+            worst = fmax(worst, fabs(lp_default[j - 1] - ref));
+            sum += lp[j - 1];
+            ref_sum += ref;
+        }
+        print_message("    member %d: max |log p - reference| = %.3g over %d tokens; sum %.6f vs %.6f\n",
+                      i + 1, worst, N - 1, sum, ref_sum);
+        assert_true(worst < 1e-4);
+        assert_true(fabs(sum - ref_sum) < 1e-3);
+        /* progress: once per window, ending with every token and the running sum */
+        assert_int_equal(seen.calls, score_windows(N, CONTEXT));
+        assert_int_equal(seen.calls, 8);
+        assert_int_equal(seen.last_done, N - 1);
+        assert_int_equal(seen.last_total, N - 1);
+        assert_true(fabs(seen.last_sum + sum) < 1e-9 * fabs(sum));
+    }
+    free(tokens);
+    members_close(&ms);
+}
+
+/* ------------------------------------------------------------------ 2. the ensemble's NLL */
+
+/* score_ensemble_nll equals -mean log sum_k w_k p_k(x) computed directly from the reference
+ * probabilities (to 1e-6, loose against float rounding in the forward), lies below the weighted
+ * mean of the members' NLLs (Jensen), and below it strictly here since the members differ (a
+ * weighted mean of log p instead of log of a weighted mean of p would fail that). A weight of 1
+ * on one member gives exactly that member's NLL. */
+static void test_ensemble_nll(void **state)
+{
+    (void)state;
+    enum { N = 130, CONTEXT = 33 };
+    Members ms;
+    members_open(&ms, 3, 600);
+    int *tokens = random_tokens(N, 11);
+    ScoreTable table;
+    score_all(&ms, tokens, N, CONTEXT, 0, &table);
+    const double w[3] = {0.5, 0.3, 0.2};
+
+    double direct = 0;
+    for (long j = 1; j < N; j++) {
+        double q = 0;
+        for (int i = 0; i < ms.k; i++) {
+            double probs[V_TEST];
+            reference_probs(&ms.models[i], tokens, j, CONTEXT, probs);
+            q += w[i] * probs[tokens[j]];
+        }
+        direct -= log(q);
+    }
+    direct /= N - 1;
+    double ens = score_ensemble_nll(&table, w), mean = 0;
+    for (int i = 0; i < ms.k; i++)
+        mean += w[i] * score_member_nll(&table, i);
+    print_message("    ensemble NLL %.6f, direct %.6f, weighted mean of members %.6f\n", ens, direct, mean);
+    assert_true(fabs(ens - direct) < 1e-6);
+    assert_true(ens <= mean + 1e-12);
+    assert_true(mean - ens > 1e-3);
+
+    for (int i = 0; i < ms.k; i++) {
+        double one[3] = {0, 0, 0};
+        one[i] = 1;
+        assert_true(fabs(score_ensemble_nll(&table, one) - score_member_nll(&table, i)) < 1e-12);
+    }
+    /* a table of tiny probabilities: log-sum-exp must not underflow to log 0 */
+    for (long j = 0; j < table.n; j++)
+        for (int i = 0; i < ms.k; i++)
+            table.logp[(size_t)i * (size_t)table.n + (size_t)j] = -2000.0 - i;
+    double tiny = score_ensemble_nll(&table, w);
+    assert_true(isfinite(tiny));
+    assert_true(fabs(tiny - (2000.0 - log(0.5 + 0.3 * exp(-1.0) + 0.2 * exp(-2.0)))) < 1e-9);
+    score_table_free(&table);
+    free(tokens);
+    members_close(&ms);
+}
+
+/* ------------------------------------------------------------------ 3. EM on known tables */
+
+static void check_monotone(const double *trace, int steps)
+{
+    for (int s = 1; s <= steps; s++)
+        if (trace[s] > trace[s - 1] + 1e-12)
+            fail_msg("EM step %d raised the NLL: %.17g -> %.17g", s, trace[s - 1], trace[s]);
+}
+
+/* Two "members" that are each sure of their own kind of token: member 1 gives 30 of 100 tokens
+ * probability 1 and the rest e^-40, member 2 the opposite. The likelihood is then
+ * (0.3 log w1 + 0.7 log w2) up to e^-40 terms, maximised at w = (0.3, 0.7). A random 4-member
+ * table checks monotonicity in the generic case, and the optimality condition of a maximum on
+ * the simplex: mean_t p_k(x_t) / q(x_t) = 1 for every member with weight > 0 (it is the
+ * gradient of the mean log-likelihood, which must be equal across the members in use). */
+static void test_em_known_tables(void **state)
+{
+    (void)state;
+    char err[ERR_LEN];
+    ScoreTable t;
+    assert_int_equal(score_table_init(&t, 2, 100, err), 0);
+    for (long j = 0; j < 100; j++) {
+        t.logp[j] = j < 30 ? 0 : -40;
+        t.logp[100 + j] = j < 30 ? -40 : 0;
+    }
+    double w[4], trace[1001];
+    ScoreFit fit;
+    assert_int_equal(score_fit_weights(&t, w, 1000, 1e-12, trace, &fit, err), 0);
+    print_message("    two sure members: w = (%.9f, %.9f) after %d steps\n", w[0], w[1], fit.iterations);
+    assert_true(fit.converged);
+    assert_true(fabs(w[0] - 0.3) < 1e-6 && fabs(w[1] - 0.7) < 1e-6);
+    assert_true(fabs(trace[0] - score_ensemble_nll(&t, (double[]){0.5, 0.5})) < 1e-12);
+    assert_true(fabs(fit.nll - score_ensemble_nll(&t, w)) < 1e-12);
+    assert_true(fabs(fit.nll - -(0.3 * log(0.3) + 0.7 * log(0.7))) < 1e-9);
+    check_monotone(trace, fit.iterations);
+    score_table_free(&t);
+
+    uint64_t seed = 99;
+    assert_int_equal(score_table_init(&t, 4, 500, err), 0);
+    for (size_t c = 0; c < 4 * 500; c++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        t.logp[c] = -6.0 * (double)(seed >> 11) / 9007199254740992.0; /* log p in (-6, 0] */
+    }
+    assert_int_equal(score_fit_weights(&t, w, 1000, 1e-14, trace, &fit, err), 0);
+    check_monotone(trace, fit.iterations);
+    assert_true(fit.nll <= trace[0]);
+    double wsum = 0;
+    for (int i = 0; i < 4; i++) {
+        double grad = 0;
+        for (long j = 0; j < t.n; j++) {
+            double lq = 0, q = 0;
+            for (int m = 0; m < 4; m++)
+                q += w[m] * exp(t.logp[m * 500 + j]);
+            lq = log(q);
+            grad += exp(t.logp[i * 500 + j] - lq);
+        }
+        grad /= (double)t.n;
+        print_message("    random table: w%d = %.6f, mean p/q = %.6f\n", i + 1, w[i], grad);
+        if (w[i] > 1e-3)
+            assert_true(fabs(grad - 1) < 1e-4);
+        else
+            assert_true(grad < 1 + 1e-4);
+        wsum += w[i];
+    }
+    assert_true(fabs(wsum - 1) < 1e-12);
+    /* max_iter is respected, and 0 steps leaves the uniform start */
+    assert_int_equal(score_fit_weights(&t, w, 3, 0, trace, &fit, err), 0);
+    assert_int_equal(fit.iterations, 3);
+    assert_false(fit.converged);
+    assert_int_equal(score_fit_weights(&t, w, 0, 0, trace, &fit, err), 0);
+    assert_true(fit.iterations == 0 && w[0] == 0.25 && w[3] == 0.25);
+    assert_true(fabs(fit.nll - trace[0]) < 1e-15);
+    score_table_free(&t);
+}
+
+/* ------------------------------------------------------------------ 4. EM recovers weights */
+
+/* Text of n_seq sequences, each BOS + 63 tokens sampled from an ensemble of `models` (CE, T = 1,
+ * no truncation: exactly q = sum_k w_k p_k), concatenated after one BOS. Scoring it with context
+ * 64 makes every window exactly one sampled sequence, so each token is scored on the prefix it
+ * was sampled from. Returns the token count. */
+static long sample_text(const Model *const *models, const double *w, int k, int n_seq,
+                        uint64_t seed, int *out)
+{
+    char err[ERR_LEN];
+    Ensemble e;
+    SamplerParams p = {.temperature = 1, .top_k = 0, .top_p = 1, .min_p = 0};
+    if (ensemble_init(&e, models, w, k, 64, ENSEMBLE_CE, p, seed, err))
+        fail_msg("ensemble_init: %s", err);
+    long n = 0;
+    out[n++] = TOKEN_BOS;
+    for (int s = 0; s < n_seq; s++) {
+        ensemble_reset(&e);
+        int bos = TOKEN_BOS;
+        if (ensemble_append(&e, &bos, 1, err))
+            fail_msg("ensemble_append: %s", err);
+        while (e.n_tokens < 64) {
+            int token;
+            if (ensemble_step(&e, &token, err) || ensemble_append(&e, &token, 1, err))
+                fail_msg("sampling: %s", err);
+            out[n++] = token;
+        }
+    }
+    ensemble_free(&e);
+    return n;
+}
+
+/* Standard error of the fitted w1 for two members, from the observed information:
+ * d^2/dw1^2 of -sum_t log(w1 p1 + (1 - w1) p2) = sum_t ((p1 - p2) / q)^2. */
+static double fit_standard_error(const ScoreTable *t, const double *w)
+{
+    double info = 0;
+    for (long j = 0; j < t->n; j++) {
+        double p1 = exp(t->logp[j]), p2 = exp(t->logp[t->n + j]);
+        double d = (p1 - p2) / (w[0] * p1 + w[1] * p2);
+        info += d * d;
+    }
+    return 1 / sqrt(info);
+}
+
+static double fit(const Members *ms, const int *tokens, long n, double *w, const char *label)
+{
+    char err[ERR_LEN];
+    ScoreTable t;
+    score_all(ms, tokens, n, 64, 0, &t);
+    double trace[2001];
+    ScoreFit f;
+    if (score_fit_weights(&t, w, 2000, 1e-12, trace, &f, err))
+        fail_msg("score_fit_weights: %s", err);
+    check_monotone(trace, f.iterations);
+    double se = fit_standard_error(&t, w);
+    print_message("    %s: %ld tokens, fitted w = (%.4f, %.4f), standard error %.4f, %d EM steps, "
+                  "NLL %.4f -> %.4f\n", label, t.n, w[0], w[1], se, f.iterations, trace[0], f.nll);
+    score_table_free(&t);
+    return se;
+}
+
+/* Seeds 4242 (text) and 700 (members). 64 sequences give 4032 tokens. The tolerance 0.05 is
+ * more than 5 standard errors of the fitted weight (asserted below, so a change that weakened
+ * the fit's power would show), which a correct fit misses by chance with probability < 1e-6;
+ * and a wrong target is caught: the negative control, text from member 1 alone, must fit w1 >
+ * 0.95, clearly outside 0.8 +- 0.05. A third text with the weights swapped fits near 0.2. */
+static void test_em_recovers_weights(void **state)
+{
+    (void)state;
+    enum { N_SEQ = 64, TOL_PERCENT = 5 };
+    const double tol = TOL_PERCENT / 100.0;
+    Members ms;
+    members_open(&ms, 2, 700);
+    int *tokens = malloc(sizeof(int) * (1 + N_SEQ * 63));
+    assert_non_null(tokens);
+    double w[2];
+
+    const double truth[2] = {0.8, 0.2};
+    long n = sample_text(ms.members, truth, 2, N_SEQ, 4242, tokens);
+    assert_int_equal(n, 1 + N_SEQ * 63);
+    double se = fit(&ms, tokens, n, w, "CE mixture (0.8, 0.2)");
+    assert_true(se < tol / 5);
+    assert_true(fabs(w[0] - 0.8) < tol);
+
+    const double swapped[2] = {0.2, 0.8};
+    n = sample_text(ms.members, swapped, 2, N_SEQ, 4343, tokens);
+    fit(&ms, tokens, n, w, "CE mixture (0.2, 0.8)");
+    assert_true(fabs(w[0] - 0.2) < tol);
+
+    /* negative control: member 1 alone */
+    n = sample_text(ms.members, NULL, 1, N_SEQ, 4444, tokens);
+    fit(&ms, tokens, n, w, "member 1 alone (control)");
+    assert_true(w[0] > 0.95);
+    assert_true(fabs(w[0] - 0.8) > tol);
+
+    free(tokens);
+    members_close(&ms);
+}
+
+/* ------------------------------------------------------------------ 5. errors */
+
+static void test_errors(void **state)
+{
+    (void)state;
+    char err[ERR_LEN], path[256];
+    Members ms;
+    members_open(&ms, 1, 800);
+    int tokens[5] = {TOKEN_BOS, 3, 4, 5, 6};
+    double lp[4];
+    ScoreOptions o = {.context = 4};
+    assert_int_equal(score_member(&ms.models[0], tokens, 5, &o, lp, err), 0);
+    assert_int_equal(score_member(&ms.models[0], tokens, 1, &o, lp, err), -1);
+    assert_non_null(strstr(err, "nothing to score"));
+    assert_int_equal(score_member(&ms.models[0], tokens + 1, 4, &o, lp, err), -1);
+    assert_non_null(strstr(err, "BOS"));
+    ScoreOptions too_long = {.context = 65}, too_short = {.context = 1};
+    assert_int_equal(score_member(&ms.models[0], tokens, 5, &too_long, lp, err), -1);
+    assert_non_null(strstr(err, "seq_len 64"));
+    assert_int_equal(score_member(&ms.models[0], tokens, 5, &too_short, lp, err), -1);
+    tokens[4] = V_TEST; /* only ever predicted, never fed to forward: must still be checked */
+    assert_int_equal(score_member(&ms.models[0], tokens, 5, &o, lp, err), -1);
+    assert_non_null(strstr(err, "outside the vocabulary"));
+    members_close(&ms);
+
+    double w[3] = {2, 1, 1};
+    assert_int_equal(score_weights_normalise(w, 3, err), 0);
+    assert_true(w[0] == 0.5 && w[1] == 0.25);
+    double bad[2][2] = {{1, 0}, {1, NAN}};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(score_weights_normalise(bad[i], 2, err), -1);
+
+    ScoreTable t;
+    assert_int_equal(score_table_init(&t, 0, 10, err), -1);
+    score_table_free(&t);
+    assert_int_equal(score_table_init(&t, SCORE_MAX_MEMBERS + 1, 10, err), -1);
+    score_table_free(&t);
+
+    /* the text file: missing, a directory, empty, binary; then a good one */
+    size_t len;
+    assert_null(score_read_text("/nonexistent/llamix.txt", &len, err));
+    assert_non_null(strstr(err, "/nonexistent/llamix.txt"));
+    assert_null(score_read_text("/tmp", &len, err));
+    assert_non_null(strstr(err, "directory"));
+    test_write_bytes(path, "", 0);
+    assert_null(score_read_text(path, &len, err));
+    assert_non_null(strstr(err, "empty"));
+    test_remove(path);
+    test_write_bytes(path, "a\0b", 3);
+    assert_null(score_read_text(path, &len, err));
+    assert_non_null(strstr(err, "NUL"));
+    test_remove(path);
+    /* longer than the first read buffer, so the growing path runs */
+    size_t big = 200000;
+    char *data = malloc(big);
+    assert_non_null(data);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (char)('a' + i % 26);
+    test_write_bytes(path, data, big);
+    char *text = score_read_text(path, &len, err);
+    assert_non_null(text);
+    assert_int_equal(len, big);
+    assert_int_equal(strlen(text), big);
+    assert_memory_equal(text, data, big);
+    free(text);
+    free(data);
+    test_remove(path);
+}
+
+/* ------------------------------------------------------------------ 6. real models */
+
+static const char STORY[] =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside with her "
+    "friends. One day, she found a big red ball in the park. She was very happy and ran to show "
+    "her mom. Her mom smiled and said, \"What a nice ball! Let's play together.\" They played "
+    "with the ball all day long. When the sun went down, Lily was tired but happy. She hugged "
+    "her mom and went to bed.\nOne day, a little dog named Max went for a walk. He saw a cat on "
+    "a fence. Max wanted to be friends, so he wagged his tail. The cat jumped down and they "
+    "played in the grass until it was time to go home.";
+
+static int *encode_story(const char *tok_path, int vocab, int *n)
+{
+    char err[ERR_LEN];
+    Tokenizer *tok = tokenizer_open(tok_path, vocab, err);
+    if (!tok)
+        fail_msg("tokenizer_open: %s", err);
+    int max = (int)sizeof STORY + 3;
+    int *tokens = malloc(sizeof(int) * (size_t)max);
+    assert_non_null(tokens);
+    if (tokenizer_encode(tok, STORY, 1, 0, tokens, max, n, err))
+        fail_msg("tokenizer_encode: %s", err);
+    tokenizer_free(tok);
+    return tokens;
+}
+
+static double real_nll(const char *model_path, const int *tokens, int n, int context)
+{
+    char err[ERR_LEN];
+    Model m;
+    if (model_open(&m, model_path, err))
+        fail_msg("model_open: %s", err);
+    double *lp = malloc(sizeof(double) * (size_t)(n - 1)), sum = 0;
+    assert_non_null(lp);
+    ScoreOptions o = {.context = context};
+    if (score_member(&m, tokens, n, &o, lp, err))
+        fail_msg("score_member: %s", err);
+    for (int i = 0; i < n - 1; i++)
+        sum -= lp[i];
+    free(lp);
+    model_close(&m);
+    return sum / (n - 1);
+}
+
+/* stories260K on a TinyStories-like text: a finite perplexity well below the vocabulary size
+ * (512; a model that had learnt nothing would score about 512, we require < 512 / 16 = 32),
+ * the same from the v0 and v1 files (bit-identical tensors; the number must agree to 1e-6),
+ * also with a short context (more windows), and with llama2xs_tok512 as a second member the
+ * ensemble obeys Jensen. */
+static void test_real_models(void **state)
+{
+    (void)state;
+    char v0[4096], v1[4096], tok_path[4096], xs[4096];
+    const char *p;
+    if (!(p = test_real_model("stories260K.bin")))
+        skip();
+    snprintf(v0, sizeof v0, "%s", p);
+    if (!(p = test_real_model("stories260K_v1.bin")))
+        skip();
+    snprintf(v1, sizeof v1, "%s", p);
+    if (!(p = test_real_model("tok512.bin")))
+        skip();
+    snprintf(tok_path, sizeof tok_path, "%s", p);
+    int n;
+    int *tokens = encode_story(tok_path, 512, &n);
+    double nll0 = real_nll(v0, tokens, n, 512), nll1 = real_nll(v1, tokens, n, 512);
+    double nll_short = real_nll(v0, tokens, n, 32);
+    print_message("    stories260K: %d tokens, perplexity %.4f (v0) %.4f (v1), %.4f with context 32\n",
+                  n - 1, exp(nll0), exp(nll1), exp(nll_short));
+    assert_true(isfinite(nll0) && exp(nll0) < 512.0 / 16);
+    assert_true(fabs(nll0 - nll1) < 1e-6);
+    assert_true(isfinite(nll_short) && exp(nll_short) < 512.0 / 16);
+
+    if ((p = test_real_model("llama2xs_tok512.bin"))) {
+        snprintf(xs, sizeof xs, "%s", p);
+        char err[ERR_LEN];
+        Model m[2];
+        if (model_open(&m[0], v0, err) || model_open(&m[1], xs, err))
+            fail_msg("model_open: %s", err);
+        ScoreTable t;
+        assert_int_equal(score_table_init(&t, 2, n - 1, err), 0);
+        ScoreOptions o = {.context = 256}; /* llama2xs has seq_len 256 */
+        for (int i = 0; i < 2; i++)
+            if (score_member(&m[i], tokens, n, &o, t.logp + (size_t)i * (size_t)t.n, err))
+                fail_msg("score_member: %s", err);
+        double w[2] = {0.5, 0.5}, fitted[2];
+        double ens = score_ensemble_nll(&t, w);
+        double mean = 0.5 * (score_member_nll(&t, 0) + score_member_nll(&t, 1));
+        ScoreFit f;
+        assert_int_equal(score_fit_weights(&t, fitted, 1000, 1e-12, NULL, &f, err), 0);
+        print_message("    with llama2xs_tok512: members %.4f %.4f, ensemble %.4f, fitted (%.3f, %.3f) %.4f\n",
+                      exp(score_member_nll(&t, 0)), exp(score_member_nll(&t, 1)), exp(ens),
+                      fitted[0], fitted[1], exp(f.nll));
+        assert_true(ens <= mean + 1e-12);
+        assert_true(f.nll <= ens + 1e-12);
+        score_table_free(&t);
+        model_close(&m[0]);
+        model_close(&m[1]);
+    }
+    free(tokens);
+}
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_placeholder)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_member_matches_reference),
+        cmocka_unit_test(test_ensemble_nll),
+        cmocka_unit_test(test_em_known_tables),
+        cmocka_unit_test(test_em_recovers_weights),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_real_models),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,10 +4,12 @@
 #include "util.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void cli_error(const char *fmt, ...)
 {
@@ -119,6 +121,23 @@ Tokenizer *cli_open_tokenizer(char *const *paths, int n_paths, const Model *mode
         tokenizer_free(other);
     }
     return first;
+}
+
+void cli_getopt_reset(void)
+{
+    optind = 1;
+    opterr = 0;
+}
+
+int cli_bad_option(const char *command, char **argv)
+{
+    /* A long option is named by its word; a short one by its letter (it may sit in a cluster). */
+    const char *arg = argv[optind - 1];
+    char name[3] = {'-', (char)optopt, '\0'};
+    if (strncmp(arg, "--", 2) != 0 && optopt > ' ' && optopt < 127)
+        arg = name;
+    cli_error("%s: option '%s' is unknown or needs a value (see llamix %s --help)", command, arg, command);
+    return EXIT_USAGE;
 }
 
 void cli_threads(int threads)

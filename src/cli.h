@@ -21,6 +21,13 @@ int cli_long(const char *option, const char *text, long min, long max, long *out
 int cli_u64(const char *option, const char *text, unsigned long long *out);
 int cli_float(const char *option, const char *text, double min, double max, float *out);
 
+/* Reset getopt for a subcommand and silence its own messages (we print one line ourselves). */
+void cli_getopt_reset(void);
+
+/* getopt_long returned '?': print one line naming the bad option of `command`; returns
+ * EXIT_USAGE. */
+int cli_bad_option(const char *command, char **argv);
+
 /* Set the thread knob from -t (0 = keep OMP_NUM_THREADS / all cores). */
 void cli_threads(int threads);
 

@@ -59,7 +59,7 @@ int cmd_generate(int argc, char **argv)
     EnsembleMode mode = ENSEMBLE_ME;
     SamplerParams params = sampler_defaults();
     int opt;
-    optind = 1;
+    cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "m:z:p:n:c:s:w:e:t:h", options, NULL)) != -1) {
         switch (opt) {
         case 'm':
@@ -89,7 +89,7 @@ int cmd_generate(int argc, char **argv)
             break;
         case 't': if (cli_int("-t", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("generate", argv);
         }
     }
     for (; optind < argc; optind++) { /* positional checkpoints, the llama2.c habit */

@@ -45,7 +45,7 @@ int cmd_init(int argc, char **argv)
     int version = 1, shared = 1, opt;
     const char *output = NULL;
     const long big = 1 << 20;
-    optind = 1;
+    cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "s:o:h", options, NULL)) != -1) {
         switch (opt) {
         case OPT_SHAPE:
@@ -67,7 +67,7 @@ int cmd_init(int argc, char **argv)
         case OPT_SEPARATE: shared = 0; break;
         case 'o': output = optarg; break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("init", argv);
         }
     }
     if (optind < argc) {

@@ -243,7 +243,7 @@ int cmd_score(int argc, char **argv)
     int max_iter = DEFAULT_MAX_ITER;
     const char *text_path = NULL, *weights_text = NULL;
     int opt;
-    optind = 1;
+    cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "m:z:f:c:w:o:qt:h", options, NULL)) != -1) {
         switch (opt) {
         case 'm':
@@ -274,7 +274,7 @@ int cmd_score(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 't': if (cli_int("-t", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("score", argv);
         }
     }
     if (optind < argc) {

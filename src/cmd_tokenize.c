@@ -32,7 +32,7 @@ int cmd_tokenize(int argc, char **argv)
     };
     const char *tokenizer_path = NULL, *model_path = NULL, *text = NULL;
     int pieces = 0, bos = 1, opt;
-    optind = 1;
+    cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "z:m:p:h", options, NULL)) != -1) {
         switch (opt) {
         case 'z': tokenizer_path = optarg; break;
@@ -41,7 +41,7 @@ int cmd_tokenize(int argc, char **argv)
         case OPT_PIECES: pieces = 1; break;
         case OPT_NO_BOS: bos = 0; break;
         case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cli_bad_option("tokenize", argv);
         }
     }
     if (optind < argc) {

@@ -41,6 +41,9 @@ int ensemble_parse_weights(const char *text, int k, double *weights, char err[])
         weights[i] = strtod(p, &end);
         if (end == p || (*end != ',' && *end != '\0') || (*end == '\0' && i < k - 1))
             return fail(err, "weights '%s': expected %d comma-separated numbers", text, k);
+        if (!isfinite(weights[i]) || weights[i] <= 0)
+            return fail(err, "weights '%s': weight %d is %g; weights must be finite and > 0", text,
+                        i + 1, weights[i]);
         p = *end == ',' ? end + 1 : end;
     }
     if (*p != '\0')
@@ -101,16 +104,17 @@ int ensemble_init(Ensemble *e, const Model *const *models, const double *weights
     e->mix = alloc_zeroed((size_t)e->vocab_size, sizeof(float));
     if (!e->members || !e->weights || !e->tokens || !e->probs || !e->mix) {
         ensemble_free(e);
-        return fail(err, "out of memory for the ensemble");
+        return fail(err, "out of memory for an ensemble with a context of %d tokens (choose a smaller one with -c)", e->n_ctx);
     }
     for (int i = 0; i < k; i++) {
         Member *mb = &e->members[i];
         mb->model = models[i];
         e->weights[i] = weights ? weights[i] / total : 1.0 / k;
         mb->logits = alloc_zeroed((size_t)e->vocab_size, sizeof(float));
-        if (!mb->logits || forward_state_init(&mb->state, &models[i]->config, e->n_ctx, 0, err)) {
+        char why[ERR_LEN] = "out of memory";
+        if (!mb->logits || forward_state_init(&mb->state, &models[i]->config, e->n_ctx, 0, why)) {
             ensemble_free(e);
-            return fail(err, "%s: out of memory for its run state", models[i]->path);
+            return fail(err, "%s: %s (choose a smaller context with -c)", models[i]->path, why);
         }
     }
     if (sampler_init(&e->sampler, e->vocab_size, params, err)) {

@@ -194,7 +194,7 @@ int model_parse(Model *m, const void *data, size_t size, const char *name, char 
 int model_open(Model *m, const char *path, char err[])
 {
     memset(m, 0, sizeof *m);
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK); /* a FIFO must not hang us: refused below */
     if (fd < 0)
         return fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;

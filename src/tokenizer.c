@@ -32,6 +32,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -39,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* No real piece is anywhere near this long (Llama 2: 27 bytes); a larger header value means the
  * file is not a tokenizer. */
@@ -298,50 +300,35 @@ Tokenizer *tokenizer_open(const char *path, int vocab_size, char err[])
         fail(err, "tokenizer: no path given");
         return NULL;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* O_NONBLOCK: a FIFO must not hang the open; it is refused below like any non-file. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) {
         fail(err, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        fail(err, "%s: is a directory, not a tokenizer file", path);
+    struct stat st = {0};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        fail(err, "%s: %s, not a tokenizer file", path,
+             S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file");
         return NULL;
     }
-    /* Read to the end rather than trusting st_size, so pipes and /proc-like files work too. */
-    size_t size = 0, cap = 0;
-    unsigned char *data = NULL;
-    for (;;) {
-        if (size == cap) {
-            size_t new_cap;
-            if (size_mul(cap ? cap : 4096, 2, &new_cap)) {
-                fclose(f);
-                free(data);
-                fail(err, "%s: too large", path);
-                return NULL;
-            }
-            unsigned char *p = realloc(data, new_cap);
-            if (!p) {
-                fclose(f);
-                free(data);
-                fail(err, "%s: out of memory reading it", path);
-                return NULL;
-            }
-            data = p;
-            cap = new_cap;
+    size_t size = (size_t)st.st_size, got = 0;
+    unsigned char *data = malloc(size ? size : 1);
+    while (data && got < size) {
+        ssize_t n = read(fd, data + got, size - got);
+        if (n <= 0) {
+            int saved = errno;
+            close(fd);
+            free(data);
+            fail(err, "%s: read error: %s", path, n == 0 ? "the file shrank" : strerror(saved));
+            return NULL;
         }
-        size_t got = fread(data + size, 1, cap - size, f);
-        size += got;
-        if (got == 0)
-            break;
+        got += (size_t)n;
     }
-    int bad = ferror(f);
-    int saved = errno;
-    fclose(f);
-    if (bad) {
-        free(data);
-        fail(err, "%s: read error: %s", path, strerror(saved));
+    close(fd);
+    if (!data) {
+        fail(err, "%s: out of memory reading it", path);
         return NULL;
     }
     Tokenizer *t = tokenizer_parse(data, size, vocab_size, path, err);

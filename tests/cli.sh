@@ -1,3 +1,238 @@
 #!/bin/sh
-# cli.sh: (to be written)
-exit 0
+# cli.sh: the command line's error cases and a few positive runs (run by make check).
+#
+# Every error case checks the exit status (2 for bad flags or values, 1 for a file or a run that
+# fails) and that stderr is exactly ONE line that starts with "llamix: " and names the input and
+# the problem (each case lists strings the line must contain).
+# The fixtures are made here: random checkpoints from `llamix init` and hand-made tokenizers.
+# With $LLAMIX_MODELS (the real llama2.c models) present it also checks stories260K's greedy
+# text against llama2.c's test_all.py, ensembles of two real models, and a vocabulary mismatch.
+# Environment: LLAMIX (the program, default ./llamix), LLAMIX_MODELS (may be absent).
+# Prints one line per case and "N passed, N failed"; exits 1 if anything failed.
+LLAMIX=${LLAMIX:-./llamix}
+if [ ! -x "$LLAMIX" ]; then
+    echo "cli.sh: no llamix program at '$LLAMIX' (set LLAMIX)" >&2
+    exit 1
+fi
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
+passed=0 failed=0
+
+pass() { passed=$((passed + 1)); echo "ok: $1"; }
+failure() { # failure NAME WHY: report, with the command and what it printed
+    failed=$((failed + 1))
+    echo "FAIL: $1: $2"
+    echo "      command: $cmd"
+    sed -n '1,6s/^/      stderr: /p' "$tmp/err"
+    sed -n '1,3s/^/      stdout: /p' "$tmp/out"
+}
+run() { # run CMD...: stdout, stderr and status into $tmp/out, $tmp/err, $status
+    cmd=$*
+    "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    status=$?
+}
+
+# error NAME STATUS STRING... -- CMD...: CMD must exit with STATUS and print to stderr one line
+# that starts with "llamix: " and contains every STRING.
+error() {
+    name=$1 want=$2
+    shift 2
+    printf '' >"$tmp/strings"
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        printf '%s\n' "$1" >>"$tmp/strings"
+        shift
+    done
+    shift
+    run "$@"
+    if [ "$status" -ne "$want" ]; then failure "$name" "exit status $status, want $want"; return; fi
+    lines=$(wc -l <"$tmp/err")
+    if [ "$lines" -ne 1 ] || [ -n "$(tail -c 1 "$tmp/err")" ]; then
+        failure "$name" "stderr has $lines lines, want exactly one"; return
+    fi
+    case $(cat "$tmp/err") in
+        "llamix: "*) ;;
+        *) failure "$name" "stderr does not start with 'llamix: '"; return ;;
+    esac
+    while IFS= read -r s; do
+        if ! grep -qF -e "$s" "$tmp/err"; then failure "$name" "stderr does not mention '$s'"; return; fi
+    done <"$tmp/strings"
+    pass "$name"
+}
+
+# works NAME CMD...: CMD must exit with 0 and print something on stdout.
+works() {
+    name=$1
+    shift
+    run "$@"
+    if [ "$status" -ne 0 ]; then failure "$name" "exit status $status, want 0"; return; fi
+    if [ ! -s "$tmp/out" ]; then failure "$name" "printed nothing on stdout"; return; fi
+    pass "$name"
+}
+
+# stdout_is NAME FILE: the last run printed exactly the contents of FILE.
+stdout_is() {
+    if cmp -s "$tmp/out" "$2"; then pass "$1"; else
+        failure "$1" "stdout differs from the expected text"
+        diff "$2" "$tmp/out" | sed -n '1,10s/^/      diff: /p'
+    fi
+}
+
+# ------------------------------------------------------------------ fixtures
+# Tokenizer files (llama2.c tokenizer.bin) written byte by byte; POSIX sh has no locals, so the
+# helpers' variables start with _.
+u8() { printf "\\$(printf %03o "$(($1 & 255))")"; }
+u32() { u8 "$1"; u8 $(($1 >> 8)); u8 $(($1 >> 16)); u8 $(($1 >> 24)); }
+f32() { # the float32 bits of the whole number $1 (|n| < 2^24)
+    _n=$1 _s=0 _e=0
+    if [ "$_n" -eq 0 ]; then u32 0; return; fi
+    if [ "$_n" -lt 0 ]; then _s=1 _n=$((-_n)); fi
+    while [ $((1 << (_e + 1))) -le "$_n" ]; do _e=$((_e + 1)); done
+    u32 $(((_s << 31) | ((_e + 127) << 23) | ((_n << (23 - _e)) & 0x7fffff)))
+}
+entry() { f32 "$1"; u32 "$(printf '%b' "$2" | wc -c)"; printf '%b' "$2"; } # entry SCORE PIECE
+# 16 pieces, character level with merges, no byte tokens:
+#   0 <unk> 1 BOS 2 EOS 3 ' ' 4 e 5 h 6 l 7 o 8 w 9 r 10 d 11 he 12 ll 13 lo 14 ' h' 15 hello
+tok16() {
+    u32 6; entry 0 '<unk>'; entry 0 '\n<s>\n'; entry 0 '\n</s>\n'
+    entry -1 ' '; entry -2 'e'; entry -3 'h'; entry -4 'l'; entry -5 'o'; entry -6 'w'
+    entry -7 'r'; entry -8 'd'; entry 1 'he'; entry 2 'll'; entry 0 'lo'; entry 3 ' h'; entry -9 "$1"
+}
+tok16 hello >"$tmp/tok16.bin"
+tok16 hellO >"$tmp/tok16b.bin" # same size, one piece differs
+{ tok16 hello; for p in a b c d; do entry -20 "$p"; done; } >"$tmp/tok20.bin"
+
+init() { out=$1; shift; "$LLAMIX" init "$@" -o "$out" 2>"$tmp/init.err" || { cat "$tmp/init.err"; exit 1; }; }
+init "$tmp/m16.bin" --shape tiny -s 1
+init "$tmp/m16b.bin" --shape tiny -s 2 --version 0 --separate-classifier
+init "$tmp/m20.bin" --shape tiny --vocab 20 -s 3
+head -c 1000 "$tmp/m16.bin" >"$tmp/truncated.bin"
+printf '' >"$tmp/empty.bin"
+printf 'this is not a checkpoint, just some text that is long enough\n' >"$tmp/text.bin"
+mkdir "$tmp/dir"
+m=$tmp/m16.bin z=$tmp/tok16.bin
+long="hello hello hello hello hello hello hello hello"
+
+# ------------------------------------------------------------------ the top level
+run "$LLAMIX"
+if [ "$status" -eq 2 ] && grep -q "usage" "$tmp/err" && [ ! -s "$tmp/out" ]; then pass "no arguments: usage on stderr, exit 2"
+else failure "no arguments" "exit status $status (want 2) with the usage on stderr"; fi
+run "$LLAMIX" --help
+if [ "$status" -eq 0 ] && grep -q "usage" "$tmp/out"; then pass "--help: usage on stdout, exit 0"
+else failure "--help" "exit status $status (want 0) with the usage on stdout"; fi
+run "$LLAMIX" --version
+if [ "$status" -eq 0 ] && grep -q "^llamix [0-9]" "$tmp/out"; then pass "--version"
+else failure "--version" "exit status $status (want 0), stdout should start with 'llamix VERSION'"; fi
+error "unknown command" 2 frobnicate -- "$LLAMIX" frobnicate
+
+# ------------------------------------------------------------------ generate: flags and values
+error "unknown flag" 2 "--bogus" -- "$LLAMIX" generate -m "$m" -z "$z" --bogus
+error "flag without its value" 2 "-n" -- "$LLAMIX" generate -m "$m" -z "$z" -n
+error "-n abc" 2 "-n" "abc" -- "$LLAMIX" generate -m "$m" -z "$z" -n abc
+error "-n 0" 2 "-n" -- "$LLAMIX" generate -m "$m" -z "$z" -n 0
+error "-n 1x" 2 "-n" "1x" -- "$LLAMIX" generate -m "$m" -z "$z" -n 1x
+error "--temp -1" 2 "--temp" "-1" -- "$LLAMIX" generate -m "$m" -z "$z" --temp -1
+error "--temp nan" 2 "--temp" "nan" -- "$LLAMIX" generate -m "$m" -z "$z" --temp nan
+error "--top-p 2" 2 "--top-p" "2" -- "$LLAMIX" generate -m "$m" -z "$z" --top-p 2
+error "--top-k -1" 2 "--top-k" "-1" -- "$LLAMIX" generate -m "$m" -z "$z" --top-k -1
+error "--min-p 1" 2 "--min-p" -- "$LLAMIX" generate -m "$m" -z "$z" --min-p 1
+error "-t 0" 2 "-t" "0" -- "$LLAMIX" generate -m "$m" -z "$z" -t 0
+error "-s -5" 2 "-s" "-5" -- "$LLAMIX" generate -m "$m" -z "$z" -s -5
+error "-c 0" 2 "-c" "0" -- "$LLAMIX" generate -m "$m" -z "$z" -c 0
+error "no model" 2 "model" -- "$LLAMIX" generate -z "$z"
+error "prompt longer than -c" 2 "prompt" "8" -- "$LLAMIX" generate -m "$m" -z "$z" -c 8 -p "$long"
+error "unknown --ensemble mode" 2 "--ensemble" "mixture-of-experts" -- \
+    "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -e mixture-of-experts
+error "-w 1,x" 2 "-w" -- "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -w 1,x
+error "-w with 3 weights for 2 members" 2 "-w" -- \
+    "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -w 0.5,0.3,0.2
+error "-w with a negative weight" 2 "-w" -- "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -w 1,-1
+
+# ------------------------------------------------------------------ generate: files
+error "missing model" 1 "$tmp/nope.bin" "cannot open" -- "$LLAMIX" generate -m "$tmp/nope.bin" -z "$z"
+error "directory as model" 1 "$tmp/dir" -- "$LLAMIX" generate -m "$tmp/dir" -z "$z"
+error "empty model" 1 "$tmp/empty.bin" "empty" -- "$LLAMIX" generate -m "$tmp/empty.bin" -z "$z"
+error "truncated model" 1 "$tmp/truncated.bin" "truncated" -- "$LLAMIX" generate -m "$tmp/truncated.bin" -z "$z"
+error "text as model" 1 "$tmp/text.bin" -- "$LLAMIX" generate -m "$tmp/text.bin" -z "$z"
+error "missing tokenizer" 1 "$tmp/nope.bin" "cannot open" -- "$LLAMIX" generate -m "$m" -z "$tmp/nope.bin"
+error "directory as tokenizer" 1 "$tmp/dir" -- "$LLAMIX" generate -m "$m" -z "$tmp/dir"
+error "tokenizer for another vocabulary" 1 "$tmp/tok20.bin" "20" "16" -- "$LLAMIX" generate -m "$m" -z "$tmp/tok20.bin"
+error "model as tokenizer" 1 "$m" -- "$LLAMIX" generate -m "$m" -z "$m"
+error "members with different vocab sizes" 1 "vocab" "$tmp/m20.bin" -- \
+    "$LLAMIX" generate -m "$m" -m "$tmp/m20.bin" -z "$z" -e ce
+error "members with different tokenizers" 1 "$tmp/tok16b.bin" "differ" -- \
+    "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -z "$tmp/tok16b.bin"
+error "prompt the vocabulary cannot encode" 1 "encode" -- "$LLAMIX" generate -m "$m" -z "$z" -p "xyz"
+
+# ------------------------------------------------------------------ other subcommands
+error "tokenize without -p" 2 "-p" -- "$LLAMIX" tokenize -z "$z"
+error "tokenize: unknown flag" 2 "--bogus" -- "$LLAMIX" tokenize -z "$z" -p hello --bogus
+error "tokenize: missing tokenizer" 1 "$tmp/nope.bin" -- "$LLAMIX" tokenize -z "$tmp/nope.bin" -m "$m" -p hello
+error "init without -o" 2 "-o" -- "$LLAMIX" init --shape tiny
+error "init --shape huge" 2 "--shape" "huge" -- "$LLAMIX" init --shape huge -o "$tmp/x.bin"
+error "init --dim 0" 2 "--dim" "0" -- "$LLAMIX" init --dim 0 -o "$tmp/x.bin"
+error "init: heads do not divide dim" 2 "n_heads" -- "$LLAMIX" init --heads 3 -o "$tmp/x.bin"
+error "init into a missing folder" 1 "$tmp/no/x.bin" -- "$LLAMIX" init -o "$tmp/no/x.bin"
+
+# ------------------------------------------------------------------ positive runs
+works "generate with a random model" "$LLAMIX" generate -m "$m" -z "$z" -n 20 -s 1
+works "empty prompt" "$LLAMIX" generate -m "$m" -z "$z" -p "" -n 5 -s 1
+works "prompt echoed" "$LLAMIX" generate -m "$m" -z "$z" -p "hello world" -n 5 -s 1
+if [ "$status" -eq 0 ]; then
+    case $(head -c 11 "$tmp/out") in
+        "hello world") pass "prompt echoed first" ;;
+        *) failure "prompt echoed first" "stdout does not start with the prompt" ;;
+    esac
+fi
+works "whole context (-n -1)" "$LLAMIX" generate -m "$m" -z "$z" -n -1 -s 1 --temp 0
+# BOS ' h' e ll o ' h' e l: 8 tokens fill the context; one token is generated, then it stops.
+works "prompt that fills -c exactly" "$LLAMIX" generate -m "$m" -z "$z" -c 8 -p "hello hel" -n 3 -s 1
+for mode in ce me ce-mixture; do
+    works "ensemble -e $mode" "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -e $mode -w 0.3,0.7 -n 20 -s 2
+done
+works "one tokenizer per member" "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -z "$z" -n 5 -s 2
+works "tokenize with -m" "$LLAMIX" tokenize -z "$z" -m "$m" -p "hello world"
+# run.c's merges: " h" (score 3) first, then "ll" (2); "hello" is never reached.
+printf '1 14 4 12 7 3 8 7 9 6 10\n' >"$tmp/want"
+stdout_is "tokenize: the ids run.c gives" "$tmp/want"
+works "tokenize --pieces --no-bos" "$LLAMIX" tokenize -z "$z" -m "$m" -p "hello" --pieces --no-bos
+works "tokenize without -m (vocabulary from the file)" "$LLAMIX" tokenize -z "$z" -p "hello world"
+
+# ------------------------------------------------------------------ the real models
+models=${LLAMIX_MODELS:-}
+if [ -n "$models" ] && [ -f "$models/stories260K.bin" ] && [ -f "$models/tok512.bin" ]; then
+    s260=$models/stories260K.bin tok512=$models/tok512.bin
+    # llama2.c test_all.py: run stories260K.bin -z tok512.bin -t 0.0 -n 200
+    cat >"$tmp/expected" <<'EOF'
+Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.
+Lily's mom said, "Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with your ball, but I can't find it."
+Lily was sad and didn't know what to do. She said, "I'm sorry, Lily. I didn't know what to do."
+Lily didn't want to help her mom, so she
+EOF
+    works "stories260K greedy, 200 tokens" "$LLAMIX" generate -m "$s260" -z "$tok512" --temp 0 -n 200
+    stdout_is "stories260K prints llama2.c's expected text" "$tmp/expected"
+    if [ -f "$models/llama2xs_tok512.bin" ]; then
+        for mode in ce me; do
+            works "ensemble of stories260K and llama2xs_tok512, -e $mode" "$LLAMIX" generate \
+                -m "$s260" -m "$models/llama2xs_tok512.bin" -z "$tok512" -e $mode -n 60 -s 7
+        done
+    else
+        echo "skip: llama2xs_tok512.bin not in $models"
+    fi
+    if [ -f "$models/babyllama105.bin" ]; then
+        error "stories260K with babyllama105: vocabularies differ" 1 "vocab" "babyllama105.bin" -- \
+            "$LLAMIX" generate -m "$s260" -m "$models/babyllama105.bin" -z "$tok512"
+    fi
+    if [ -f "$models/tok105.bin" ]; then
+        error "stories260K with tok105.bin" 1 "tok105.bin" "512" -- "$LLAMIX" generate -m "$s260" -z "$models/tok105.bin"
+    fi
+    if [ -f "$models/stories260K_q80_gs4.bin" ]; then
+        error "a version 2 (Q8_0) checkpoint" 1 "stories260K_q80_gs4.bin" "version 2" -- \
+            "$LLAMIX" generate -m "$models/stories260K_q80_gs4.bin" -z "$tok512"
+    fi
+else
+    echo "skip: the real models (LLAMIX_MODELS='$models' has no stories260K.bin and tok512.bin)"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

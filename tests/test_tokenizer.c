@@ -758,7 +758,7 @@ static void corrupt_case(int k, Buf *b, int *vocab_size, const char **expect)
     case C_INF: scores[3] = INFINITY; *expect = "entry 3: score is infinite"; break;
     case C_NEG_INF: scores[0] = -INFINITY; *expect = "entry 0: score is infinite"; break;
     case C_NUL: pieces[3] = "a\0c"; *expect = "entry 3: piece contains a NUL byte"; break;
-    case C_VOCAB_ZERO: *vocab_size = 0; *expect = "vocab_size 0 is too small"; break;
+    case C_VOCAB_ZERO: *vocab_size = 2; *expect = "vocab_size 2 is too small"; break;
     case C_VOCAB_NEG: *vocab_size = -1; *expect = "vocab_size -1 is too small"; break;
     case C_VOCAB_HUGE: *vocab_size = INT_MAX; *expect = "has 4 entries but the model's vocabulary has 2147483647"; break;
     }
@@ -851,6 +851,26 @@ static void test_open_errors(void **state)
         assert_non_null(strstr(err, "Permission denied"));
     }
     test_remove(path);
+}
+
+/* vocab_size 0: take as many entries as the file holds (for `llamix tokenize` without a model). */
+static void test_vocab_size_from_file(void **state)
+{
+    (void)state;
+    Buf b = {0};
+    buf_u32(&b, 8);
+    const char *pieces[] = {"<unk>", "\n<s>\n", "\n</s>\n", " ", "a", "b", " a"};
+    for (int i = 0; i < 7; i++)
+        buf_entry(&b, (float)i, pieces[i], (int)strlen(pieces[i]));
+    char err[ERR_LEN] = "";
+    Tokenizer *t = tokenizer_parse(b.p, b.n, 0, "seven", err);
+    assert_non_null(t);
+    assert_int_equal(tokenizer_vocab_size(t), 7);
+    tokenizer_free(t);
+    /* a torn last entry is still an error */
+    assert_null(tokenizer_parse(b.p, b.n - 1, 0, "seven", err));
+    assert_non_null(strstr(err, "seven"));
+    free(b.p);
 }
 
 /* ------------------------------------------------------------------ comparing vocabularies */
@@ -1060,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_decode),
         cmocka_unit_test(test_corrupt_files),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_vocab_size_from_file),
         cmocka_unit_test(test_same),
         cmocka_unit_test(test_round_trip_tiny),
         cmocka_unit_test(test_round_trip_tok512),

@@ -1,5 +1,175 @@
-/* fuzz_model.c: (to be written) */
-#include <stddef.h>
+/* fuzz_model.c: fuzz target for the checkpoint reader (model_parse), and for a short forward
+ * pass over whatever it accepts.
+ *
+ * The input is a whole checkpoint file. What must hold for every input:
+ *   - model_parse either fails with a one-line message that starts with the file's name, or
+ *     succeeds with a model whose every tensor lies inside the input and whose header passes
+ *     model_config_check, and whose size is exactly what the header implies;
+ *   - model_close is safe in both cases;
+ *   - on an accepted model that is small enough (at most 8 MB of weights per token, which the
+ *     input size already bounds when fuzzing), a context of 4 positions: forward of up to two
+ *     token ids taken from the input, then one more at the next position, then the reference
+ *     forward, then a cache-only forward (logits NULL); all succeed, and forward refuses an id
+ *     outside [0, V), a position past the context, a negative position and an empty batch with
+ *     -1 and a message.
+ * Anything else is a crash (abort), as is every sanitizer report. */
+#include "forward.h"
+#include "model.h"
+#include "util.h"
+
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { (void)data; (void)size; return 0; }
+void fuzz_count(const char *target, const uint8_t *data, size_t size, int rejected);
+
+#define NAME "fuzz-model.bin"
+#define MAX_FORWARD_WEIGHT_BYTES (8u << 20)
+
+static void die(const char *what, const char *detail)
+{
+    fprintf(stderr, "fuzz_model: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+    abort();
+}
+
+/* A message must be one non-empty line that names the input. */
+static void check_message(const char *err, const char *context)
+{
+    if (strncmp(err, NAME ": ", strlen(NAME ": ")) != 0 || err[strlen(NAME ": ")] == '\0')
+        die(context, err);
+    if (strchr(err, '\n'))
+        die("message is more than one line", err);
+}
+
+/* [p, p + n floats) must lie inside [lo, hi). */
+static void check_inside(const float *p, size_t n, const uint8_t *lo, const uint8_t *hi, const char *what)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    if (!p || b < lo || b > hi || n > (size_t)(hi - b) / sizeof(float))
+        die("a tensor lies outside the file", what);
+}
+
+static void check_model(const Model *m, const uint8_t *data, size_t size)
+{
+    const ModelConfig *c = &m->config;
+    char err[ERR_LEN];
+    if (model_config_check(c, NAME, err))
+        die("accepted a header that model_config_check refuses", err);
+    if (m->version != 0 && m->version != 1)
+        die("accepted an unknown version", NULL);
+    if (m->data != data || m->size != size)
+        die("the model does not point at the input", NULL);
+    size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
+    size_t V = (size_t)c->vocab_size, KVD = (size_t)model_kv_dim(c);
+    const uint8_t *start = data + (m->version == 0 ? 28 : 256), *end = data + size;
+    /* Every product below is at most the file size in floats, or the parse would have failed;
+     * the checks are written so that a wrong parse cannot make them overflow anyway. */
+    struct { const float *p; size_t a, b, c; const char *name; } t[] = {
+        {m->w.token_embedding, V, D, 1, "token_embedding"}, {m->w.rms_att, L, D, 1, "rms_att"},
+        {m->w.wq, L, D, D, "wq"}, {m->w.wk, L, KVD, D, "wk"}, {m->w.wv, L, KVD, D, "wv"},
+        {m->w.wo, L, D, D, "wo"}, {m->w.rms_ffn, L, D, 1, "rms_ffn"}, {m->w.w1, L, H, D, "w1"},
+        {m->w.w2, L, D, H, "w2"}, {m->w.w3, L, H, D, "w3"}, {m->w.rms_final, D, 1, 1, "rms_final"},
+        {m->w.wcls, V, D, 1, "wcls"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        size_t n;
+        if (size_mul(t[i].a, t[i].b, &n) || size_mul(n, t[i].c, &n))
+            die("accepted a shape whose tensors overflow", t[i].name);
+        check_inside(t[i].p, n, start, end, t[i].name);
+    }
+    if (m->shared_classifier != (m->w.wcls == m->w.token_embedding))
+        die("shared_classifier disagrees with wcls", NULL);
+    /* The size, counted here independently: the tensors above, the classifier once more if
+     * separate, and version 0's two RoPE tables (S, HS/2). */
+    size_t floats = 0, part;
+    for (size_t i = 0; i + 1 < sizeof t / sizeof t[0]; i++)
+        if (size_mul(t[i].a, t[i].b, &part) || size_mul(part, t[i].c, &part) || size_add(floats, part, &floats))
+            die("accepted a shape whose size overflows", t[i].name);
+    if (!m->shared_classifier && size_add(floats, V * D, &floats))
+        die("accepted a shape whose size overflows", "wcls");
+    if (m->version == 0 && (size_mul((size_t)c->seq_len, (size_t)model_head_size(c), &part) ||
+                            size_add(floats, part, &floats)))
+        die("accepted a shape whose size overflows", "freq_cis");
+    if (floats > (size - (size_t)(start - data)) / 4 || (size_t)(start - data) + 4 * floats != size)
+        die("accepted a file whose size is not what its header implies", NULL);
+}
+
+/* forward must refuse this call with -1 and a message. */
+static void expect_refused(const Model *m, ForwardState *s, const int *tokens, int n, int pos,
+                           float *logits, const char *what)
+{
+    char err[ERR_LEN] = "";
+    if (forward(m, s, tokens, n, pos, logits, 0, err) != -1)
+        die("forward accepted", what);
+    if (err[0] == '\0' || strchr(err, '\n'))
+        die("forward refused without a one-line message", what);
+}
+
+static void run_forward(const Model *m, const uint8_t *data, size_t size)
+{
+    const ModelConfig *c = &m->config;
+    size_t bytes = model_weight_bytes(c);
+    if (bytes == 0 || bytes > MAX_FORWARD_WEIGHT_BYTES)
+        return;
+    ForwardState s;
+    char err[ERR_LEN];
+    if (forward_state_init(&s, c, 4, 0, err)) {
+        forward_state_free(&s);
+        die("forward_state_init failed on a small model", err);
+    }
+    if (s.n_ctx < 1 || s.n_ctx > 4 || s.n_ctx > c->seq_len)
+        die("forward_state_init chose a bad context", NULL);
+    int V = c->vocab_size;
+    int n = s.n_ctx < 2 ? s.n_ctx : 2;
+    /* Token ids from the last bytes of the input, so the fuzzer steers them too. */
+    int tokens[3] = {data[size - 1] % V, (data[size - 2] * 7 + 3) % V, data[size - 3] % V};
+    float *logits = malloc(sizeof(float) * (size_t)V * 2);
+    if (!logits)
+        die("out of memory", NULL);
+    if (forward(m, &s, tokens, n, 0, logits, 1, err))
+        die("forward failed on valid tokens", err);
+    if (n < s.n_ctx && forward(m, &s, tokens + 2, 1, n, logits, 0, err))
+        die("forward failed on the next position", err);
+    if (forward_reference(m, &s, tokens, n, 0, logits, 1, err))
+        die("forward_reference failed on valid tokens", err);
+    if (forward(m, &s, tokens, 1, 0, NULL, 0, err))
+        die("forward failed with logits NULL (cache only)", err);
+    /* The documented refusals. */
+    int bad_high = V, bad_low = -1;
+    expect_refused(m, &s, &bad_high, 1, 0, logits, "token id V");
+    expect_refused(m, &s, &bad_low, 1, 0, logits, "token id -1");
+    expect_refused(m, &s, tokens, 1, s.n_ctx, logits, "a position past the context");
+    expect_refused(m, &s, tokens, 0, 0, logits, "an empty batch");
+    expect_refused(m, &s, tokens, 1, -1, logits, "a negative position");
+    free(logits);
+    forward_state_free(&s);
+    forward_state_free(&s); /* twice: the free must leave a state that is safe to free */
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    Model m;
+    char err[ERR_LEN] = "";
+    /* The parser reads floats in place: it needs the 4-byte alignment any mmap or malloc gives. */
+    uint8_t *copy = malloc(size ? size : 1);
+    if (!copy)
+        return 0;
+    if (size)
+        memcpy(copy, data, size);
+    int rc = model_parse(&m, copy, size, NAME, err);
+    fuzz_count("model", data, size, rc != 0);
+    if (rc != 0) {
+        if (rc != -1)
+            die("model_parse returned neither 0 nor -1", NULL);
+        check_message(err, "model_parse failed without a message naming the file");
+    } else {
+        check_model(&m, copy, size);
+        run_forward(&m, copy, size);
+    }
+    model_close(&m);
+    model_close(&m);
+    free(copy);
+    return 0;
+}

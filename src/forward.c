@@ -96,8 +96,12 @@ static void rope(float *v, int n_heads, int head_size, const float *cos_row, con
 
 /* Causal attention of one query head at position p over cached positions 0..p.
  * q (HS), keys/values (n_ctx, KVD) of this layer, out (HS), scores (p + 1) scratch. */
-static void attend(float *out, const float *q, const float *keys, const float *values, int p,
-                   int kv_dim, int kv_offset, int head_size, float *scores)
+typedef void (*AttendFn)(float *out, const float *q, const float *keys, const float *values, int p,
+                         int kv_dim, int kv_offset, int head_size, float *scores);
+
+/* The reference: plain loops, one running sum per dot product. */
+static void attend_reference(float *out, const float *q, const float *keys, const float *values, int p,
+                             int kv_dim, int kv_offset, int head_size, float *scores)
 {
     float scale = 1.0f / sqrtf((float)head_size);
     for (int t = 0; t <= p; t++) {
@@ -117,9 +121,60 @@ static void attend(float *out, const float *q, const float *keys, const float *v
     }
 }
 
-/* T <= max_batch rows at positions pos..pos+T-1; leaves the final hidden states in s->x. */
-static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int T, int pos, MatmulFn mm)
+/* a (n) . b (n) as 8 partial sums. One running sum makes every add wait for the previous one
+ * (a dependency chain of n adds); 8 independent lanes are what the compiler turns into vector
+ * registers, so a head's score costs a few vector operations instead of HS chained adds. */
+#define DOT_LANES 8
+static inline float dot_lanes(const float *a, const float *b, int n)
 {
+    float acc[DOT_LANES] = {0};
+    int i = 0;
+    for (; i + DOT_LANES <= n; i += DOT_LANES)
+        for (int l = 0; l < DOT_LANES; l++)
+            acc[l] += a[i + l] * b[i + l];
+    float sum = 0.0f;
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    for (int l = 0; l < DOT_LANES; l++)
+        sum += acc[l];
+    return sum;
+}
+
+/* The same attention with vectorisable dot products (the value sum vectorises as it is). */
+static void attend_fast(float *out, const float *q, const float *keys, const float *values, int p,
+                        int kv_dim, int kv_offset, int head_size, float *scores)
+{
+    float scale = 1.0f / sqrtf((float)head_size);
+    for (int t = 0; t <= p; t++)
+        scores[t] = dot_lanes(q, keys + (size_t)t * kv_dim + kv_offset, head_size) * scale;
+    softmax(scores, p + 1);
+    memset(out, 0, (size_t)head_size * sizeof(float));
+    for (int t = 0; t <= p; t++) {
+        const float *v = values + (size_t)t * kv_dim + kv_offset;
+        float a = scores[t];
+        for (int i = 0; i < head_size; i++)
+            out[i] += a * v[i];
+    }
+}
+
+/* T <= max_batch rows at positions pos..pos+T-1; leaves the final hidden states in s->x. */
+/* The two ways through the forward: the fast kernels, or plain loops (the tests' oracle). */
+typedef struct {
+    MatmulFn mm;
+    AttendFn attend;
+} Path;
+
+static const Path FAST = {matmul, attend_fast};
+static const Path REFERENCE = {matmul_scalar, attend_reference};
+
+/* Attention of fewer multiply-adds than this runs on one thread: starting the others would cost more. */
+#define ATTENTION_SERIAL_WORK 65536
+/* The same for loops over activations (an expf each). */
+#define ELEMENTWISE_SERIAL_WORK 16384
+
+static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int T, int pos, const Path *path)
+{
+    const MatmulFn mm = path->mm;
     const ModelConfig *c = &m->config;
     const ModelWeights *w = &m->w;
     const int D = c->dim, H = c->hidden_dim, KVD = model_kv_dim(c), HS = model_head_size(c);
@@ -147,10 +202,11 @@ static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int
             rope(s->q + (size_t)t * D, NH, HS, cs, sn);
             rope(k_new + (size_t)t * KVD, c->n_kv_heads, HS, cs, sn);
         }
-        #pragma omp parallel for collapse(2) schedule(static) if (T * NH * (pos + T) > 4096)
+        /* about T * NH * (pos + T / 2) * HS multiply-adds each for the scores and the values */
+        #pragma omp parallel for collapse(2) schedule(static) if ((double)T * NH * (pos + T) * HS > ATTENTION_SERIAL_WORK)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < NH; h++)
-                attend(s->xb + (size_t)t * D + (size_t)h * HS, s->q + (size_t)t * D + (size_t)h * HS,
+                path->attend(s->xb + (size_t)t * D + (size_t)h * HS, s->q + (size_t)t * D + (size_t)h * HS,
                        keys, values, pos + t, KVD, (h / kv_mul) * HS, HS,
                        s->att + ((size_t)t * NH + h) * s->n_ctx);
         mm(s->xb2, s->xb, w->wo + l * DD, T, D, D);
@@ -162,6 +218,8 @@ static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int
             rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_ffn + (size_t)l * D, D);
         mm(s->hb, s->xb, w->w1 + l * HD, T, D, H);
         mm(s->hb2, s->xb, w->w3 + l * HD, T, D, H);
+        /* an expf per hidden unit: for a prefill batch that is worth both cores */
+        #pragma omp parallel for schedule(static) if ((size_t)T * H > ELEMENTWISE_SERIAL_WORK)
         for (size_t i = 0; i < (size_t)T * H; i++) {
             float g = s->hb[i];
             s->hb[i] = g * (1.0f / (1.0f + expf(-g))) * s->hb2[i];
@@ -173,7 +231,7 @@ static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int
 }
 
 static int forward_with(const Model *m, ForwardState *s, const int *tokens, int n, int pos,
-                        float *logits, int all_rows, int max_rows, MatmulFn mm, char err[])
+                        float *logits, int all_rows, int max_rows, const Path *path, char err[])
 {
     const ModelConfig *c = &m->config;
     if (n < 1 || pos < 0 || pos > s->n_ctx - n)
@@ -186,15 +244,15 @@ static int forward_with(const Model *m, ForwardState *s, const int *tokens, int 
     const int D = c->dim, V = c->vocab_size;
     for (int done = 0; done < n;) {
         int T = n - done < max_rows ? n - done : max_rows;
-        forward_rows(m, s, tokens + done, T, pos + done, mm);
+        forward_rows(m, s, tokens + done, T, pos + done, path);
         if (logits && all_rows) {
             for (int t = 0; t < T; t++)
                 rmsnorm(s->x + (size_t)t * D, s->x + (size_t)t * D, m->w.rms_final, D);
-            mm(logits + (size_t)done * V, s->x, m->w.wcls, T, D, V);
+            path->mm(logits + (size_t)done * V, s->x, m->w.wcls, T, D, V);
         } else if (logits && done + T == n) {
             float *last = s->x + (size_t)(T - 1) * D;
             rmsnorm(last, last, m->w.rms_final, D);
-            mm(logits, last, m->w.wcls, 1, D, V);
+            path->mm(logits, last, m->w.wcls, 1, D, V);
         }
         done += T;
     }
@@ -204,11 +262,11 @@ static int forward_with(const Model *m, ForwardState *s, const int *tokens, int 
 int forward(const Model *m, ForwardState *s, const int *tokens, int n, int pos, float *logits,
             int all_rows, char err[])
 {
-    return forward_with(m, s, tokens, n, pos, logits, all_rows, s->max_batch, matmul, err);
+    return forward_with(m, s, tokens, n, pos, logits, all_rows, s->max_batch, &FAST, err);
 }
 
 int forward_reference(const Model *m, ForwardState *s, const int *tokens, int n, int pos,
                       float *logits, int all_rows, char err[])
 {
-    return forward_with(m, s, tokens, n, pos, logits, all_rows, 1, matmul_scalar, err);
+    return forward_with(m, s, tokens, n, pos, logits, all_rows, 1, &REFERENCE, err);
 }

@@ -1,14 +1,339 @@
-/* test_kernels.c: (to be written) */
+/* test_kernels.c: the kernels module. Every fast matrix kernel (each instruction set of the
+ * streaming kernel, BLAS, the threaded dispatcher on both sides of its crossover) must match the
+ * scalar reference on awkward sizes and on slices of the output rows; rmsnorm and softmax must
+ * give hand-computed values and survive huge logits.
+ *
+ * Tolerance: |y - y_ref| <= 1e-5 * sum_j |W[i][j] x[t][j]| for every output. Float sums of up to
+ * 257 terms in different orders differ by about sqrt(K) * 6e-8 of that sum (under 1e-6), so 1e-5
+ * leaves room, while one wrong weight moves an output by far more (negative control below).
+ * Random data comes from a fixed-seed xorshift generator local to this file. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-static void test_placeholder(void **state) { (void)state; }
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+#include "util.h"
+
+#define TOLERANCE 1e-5
+#define SENTINEL 12345.0f /* written into y outside the slice; must survive */
+
+static const int odd_sizes[] = {1, 3, 7, 17, 33, 65, 257};
+#define N_ODD (int)(sizeof odd_sizes / sizeof odd_sizes[0])
+#define MAX_T 20
+
+static float uniform(uint64_t *state)
+{
+    *state ^= *state << 13, *state ^= *state >> 7, *state ^= *state << 17; /* xorshift64 */
+    return (float)(*state >> 40) / (float)(1 << 24) * 2.0f - 1.0f;  /* [-1, 1) */
+}
+
+static float *random_floats(size_t n, uint64_t *state)
+{
+    float *v = malloc(n * sizeof(float));
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = uniform(state);
+    return v;
+}
+
+static float *filled(size_t n, float value)
+{
+    float *v = malloc(n * sizeof(float));
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = value;
+    return v;
+}
+
+/* The largest |y - ref| over the outputs of rows [n0, n1), in units of the tolerance (so <= 1
+ * passes); fails outright if an output outside the slice was touched. */
+static double worst_error(const float *y, const float *ref, const float *x, const float *w, int T, int K, int N,
+                          int n0, int n1)
+{
+    double worst = 0;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < N; i++) {
+            float got = y[(size_t)t * N + i];
+            if (i < n0 || i >= n1) {
+                assert_true(got == SENTINEL);
+                continue;
+            }
+            double scale = 0;
+            for (int j = 0; j < K; j++)
+                scale += fabs((double)w[(size_t)i * K + j] * x[(size_t)t * K + j]);
+            double err = fabs((double)got - ref[(size_t)t * N + i]) / (TOLERANCE * scale + 1e-30);
+            worst = err > worst ? err : worst;
+        }
+    return worst;
+}
+
+/* |got - want| <= eps, and false for NaN (unlike a plain difference test that NaN slips through). */
+static void assert_close(float got, float want, float eps)
+{
+    if (!(fabsf(got - want) <= eps))
+        fail_msg("got %.9g, want %.9g within %g", got, want, eps);
+}
+
+typedef void SliceKernel(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+
+/* One kernel against matmul_reference for every T in 1..MAX_T and every K, N in odd_sizes, on the
+ * whole range of output rows and (if also_slice) on a slice that starts and ends off any block
+ * boundary. */
+static void check_against_reference(SliceKernel *kernel, const char *name, int also_slice)
+{
+    uint64_t rng = 0x5EED0001;
+    for (int a = 0; a < N_ODD; a++)
+        for (int b = 0; b < N_ODD; b++) {
+            int K = odd_sizes[a], N = odd_sizes[b];
+            float *x = random_floats((size_t)MAX_T * K, &rng);
+            float *w = random_floats((size_t)N * K, &rng);
+            float *ref = filled((size_t)MAX_T * N, SENTINEL);
+            float *y = malloc((size_t)MAX_T * N * sizeof(float));
+            assert_non_null(y);
+            int slices[2][2] = {{0, N}, {N / 3, N - N / 5}};
+            for (int s = 0; s < 1 + also_slice; s++) {
+                int n0 = slices[s][0], n1 = slices[s][1];
+                for (int T = 1; T <= MAX_T; T++) {
+                    for (size_t i = 0; i < (size_t)T * N; i++)
+                        y[i] = ref[i] = SENTINEL;
+                    matmul_reference(ref, x, w, T, K, N, n0, n1);
+                    kernel(y, x, w, T, K, N, n0, n1);
+                    double err = worst_error(y, ref, x, w, T, K, N, n0, n1);
+                    if (err > 1.0)
+                        fail_msg("%s: T %d K %d N %d rows [%d, %d): error %.2f x tolerance", name, T, K, N, n0, n1,
+                                 err);
+                }
+            }
+            free(x);
+            free(w);
+            free(ref);
+            free(y);
+        }
+}
+
+/* matmul() as a slice kernel, for check_against_reference: it always does all N rows, so it is
+ * checked on the whole range only. */
+static void dispatcher_whole(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    (void)n0, (void)n1;
+    matmul(y, x, w, T, K, N);
+}
+
+/* The oracle itself, against sums in double precision. */
+static void test_reference_against_double(void **state)
+{
+    (void)state;
+    uint64_t rng = 0x5EED0002;
+    int T = 5, K = 257, N = 33;
+    float *x = random_floats((size_t)T * K, &rng), *w = random_floats((size_t)N * K, &rng);
+    float *y = filled((size_t)T * N, SENTINEL);
+    float exact[5 * 33];
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < N; i++) {
+            double sum = 0;
+            for (int j = 0; j < K; j++)
+                sum += (double)w[i * K + j] * x[t * K + j];
+            exact[t * N + i] = (float)sum;
+        }
+    matmul_reference(y, x, w, T, K, N, 0, N);
+    assert_true(worst_error(y, exact, x, w, T, K, N, 0, N) <= 1.0);
+    free(x);
+    free(w);
+    free(y);
+}
+
+/* The instruction sets this machine can run; the test name of each. */
+static const struct { KernelIsa isa; const char *name; } isas[] = {
+    {KERNEL_ISA_GENERIC, "generic"}, {KERNEL_ISA_AVX2, "avx2"}, {KERNEL_ISA_AVX512, "avx512"}};
+#define N_ISAS (int)(sizeof isas / sizeof isas[0])
+
+static void test_stream_every_isa(void **state)
+{
+    (void)state;
+    assert_true(kernels_isa_available(KERNEL_ISA_GENERIC));
+    for (int i = 0; i < N_ISAS; i++) {
+        if (!kernels_isa_available(isas[i].isa)) {
+            print_message("stream-%s: not available on this CPU or build, skipped\n", isas[i].name);
+            continue;
+        }
+        kernels_set_isa(isas[i].isa);
+        assert_string_equal(kernels_isa_name(), isas[i].name);
+        check_against_reference(matmul_stream, isas[i].name, 1);
+    }
+}
+
+/* Long rows: the wide kernels take K in chunks (partial sums added up in y), and only a few input
+ * rows fit the cache budget, so matmul_stream takes the batch in tiles of input rows. Checked
+ * against sums in double precision, since a float sum of 65537 terms drifts by itself. */
+static void test_stream_long_rows(void **state)
+{
+    (void)state;
+    uint64_t rng = 0x5EED0003;
+    int T = 11, K = 65537, N = 6;
+    float *x = random_floats((size_t)T * K, &rng), *w = random_floats((size_t)N * K, &rng);
+    float *y = malloc((size_t)T * N * sizeof(float)), *exact = filled((size_t)T * N, SENTINEL);
+    assert_non_null(y);
+    for (int t = 0; t < T; t++)
+        for (int i = 1; i < N; i++) {
+            double sum = 0;
+            for (int j = 0; j < K; j++)
+                sum += (double)w[(size_t)i * K + j] * x[(size_t)t * K + j];
+            exact[t * N + i] = (float)sum;
+        }
+    for (int i = 0; i < N_ISAS; i++) {
+        if (!kernels_isa_available(isas[i].isa))
+            continue;
+        kernels_set_isa(isas[i].isa);
+        for (int k = 0; k < T * N; k++)
+            y[k] = SENTINEL;
+        matmul_stream(y, x, w, T, K, N, 1, N);
+        double err = worst_error(y, exact, x, w, T, K, N, 1, N);
+        if (err > 1.0)
+            fail_msg("%s: T %d K %d N %d: error %.2f x tolerance", isas[i].name, T, K, N, err);
+    }
+    free(x);
+    free(w);
+    free(y);
+    free(exact);
+}
+
+static void test_blas(void **state)
+{
+    (void)state;
+    if (!kernels_have_blas())
+        print_message("built without BLAS: matmul_blas is the streaming kernel\n");
+    check_against_reference(matmul_blas, "blas", 1);
+}
+
+/* Both sides of the crossover, with 3 threads so the row slices do not divide evenly. */
+static void test_dispatcher(void **state)
+{
+    (void)state;
+    int default_rows = kernels_blas_min_rows();
+    assert_true(default_rows >= 1);
+    threads_set(3);
+    kernels_set_blas_min_rows(INT_MAX); /* always the streaming kernel */
+    assert_int_equal(kernels_blas_min_rows(), INT_MAX);
+    check_against_reference(dispatcher_whole, "matmul (stream)", 0);
+    kernels_set_blas_min_rows(1); /* always BLAS */
+    check_against_reference(dispatcher_whole, "matmul (blas)", 0);
+    kernels_set_blas_min_rows(0);
+    assert_int_equal(kernels_blas_min_rows(), default_rows);
+
+    /* Big enough to be split across the threads, on both sides of the default crossover. */
+    uint64_t rng = 0x5EED0004;
+    int K = 129, N = 1001, d = default_rows < 200 ? default_rows : 200;
+    int Ts[] = {1, d > 1 ? d - 1 : 1, d, d + 3};
+    for (int c = 0; c < 4; c++) {
+        int T = Ts[c];
+        float *x = random_floats((size_t)T * K, &rng), *w = random_floats((size_t)N * K, &rng);
+        float *y = filled((size_t)T * N, SENTINEL), *ref = filled((size_t)T * N, SENTINEL);
+        matmul_reference(ref, x, w, T, K, N, 0, N);
+        matmul(y, x, w, T, K, N);
+        double err = worst_error(y, ref, x, w, T, K, N, 0, N);
+        if (err > 1.0)
+            fail_msg("matmul T %d K %d N %d: error %.2f x tolerance", T, K, N, err);
+        free(x);
+        free(w);
+        free(y);
+        free(ref);
+    }
+}
+
+/* Negative control: the comparison must notice one wrong weight in a kernel's input. */
+static void test_tolerance_catches_one_wrong_weight(void **state)
+{
+    (void)state;
+    uint64_t rng = 0x5EED0005;
+    int T = 3, K = 257, N = 17;
+    float *x = random_floats((size_t)T * K, &rng), *w = random_floats((size_t)N * K, &rng);
+    float *y = filled((size_t)T * N, SENTINEL), *ref = filled((size_t)T * N, SENTINEL);
+    matmul_reference(ref, x, w, T, K, N, 0, N);
+    matmul_stream(y, x, w, T, K, N, 0, N);
+    assert_true(worst_error(y, ref, x, w, T, K, N, 0, N) <= 1.0);
+    /* Nudge one weight by 0.1 (weights are in [-1, 1)): output 5 moves by 0.1 x[t][100], tens of
+     * times the tolerance (1e-5 * 257 * 0.25 = 6e-4) for a typical x. */
+    w[5 * K + 100] += 0.1f;
+    matmul_stream(y, x, w, T, K, N, 0, N);
+    assert_true(worst_error(y, ref, x, w, T, K, N, 0, N) > 1.0);
+    free(x);
+    free(w);
+    free(y);
+    free(ref);
+}
+
+static void test_rmsnorm(void **state)
+{
+    (void)state;
+    /* mean(x^2) = 30 / 4 = 7.5, so every x is scaled by 1 / sqrt(7.5 + 1e-5) = 0.3651481 */
+    float x[4] = {1, 2, 3, 4}, weight[4] = {1, 0.5f, 2, -1}, o[4];
+    const float expect[4] = {0.36514813f, 0.36514813f, 2.19088877f, -1.46059251f};
+    rmsnorm(o, x, weight, 4);
+    for (int i = 0; i < 4; i++)
+        assert_close(o[i], expect[i], 1e-6);
+    rmsnorm(x, x, weight, 4); /* in place */
+    for (int i = 0; i < 4; i++)
+        assert_close(x[i], expect[i], 1e-6);
+}
+
+static void test_softmax(void **state)
+{
+    (void)state;
+    float a[3] = {1, 2, 3};
+    const float expect_a[3] = {0.09003057f, 0.24472847f, 0.66524096f};
+    softmax(a, 3);
+    for (int i = 0; i < 3; i++)
+        assert_close(a[i], expect_a[i], 1e-6);
+
+    /* exp(1000) overflows a float (and a double); after subtracting the max nothing does. */
+    float huge[3] = {1001, 1002, 1003};
+    softmax(huge, 3);
+    for (int i = 0; i < 3; i++)
+        assert_close(huge[i], expect_a[i], 1e-6);
+
+    float extremes[4] = {3e38f, -3e38f, 3e38f, -INFINITY};
+    softmax(extremes, 4);
+    const float expect_e[4] = {0.5f, 0, 0.5f, 0};
+    for (int i = 0; i < 4; i++)
+        assert_close(extremes[i], expect_e[i], 1e-7);
+
+    float one[1] = {-7};
+    softmax(one, 1);
+    assert_close(one[0], 1.0f, 0);
+}
+
+/* Tests that force an instruction set, a crossover or a thread count put the defaults back here,
+ * so a failure in one cannot leak into the next. */
+static int threads_at_start;
+
+static int restore_defaults(void **state)
+{
+    (void)state;
+    kernels_set_isa(KERNEL_ISA_AUTO);
+    kernels_set_blas_min_rows(0);
+    threads_set(threads_at_start);
+    return 0;
+}
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_placeholder)};
+    threads_at_start = threads_available();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_against_double),
+        cmocka_unit_test_teardown(test_stream_every_isa, restore_defaults),
+        cmocka_unit_test_teardown(test_stream_long_rows, restore_defaults),
+        cmocka_unit_test(test_blas),
+        cmocka_unit_test_teardown(test_dispatcher, restore_defaults),
+        cmocka_unit_test(test_tolerance_catches_one_wrong_weight),
+        cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_softmax),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

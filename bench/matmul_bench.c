@@ -1,8 +1,11 @@
 /* matmul_bench.c: times y (T, N) = x (T, K) W^T for the weight shapes of the llama2.c 15M and
- * 110M models, T = 1..64, with each kernel, to find where BLAS starts to beat the streaming
- * kernel (kernels.c, BLAS_MIN_ROWS).
+ * 110M models (or the K N pairs given), T = 1..64 (or -T), with each kernel, to find where BLAS
+ * starts to beat the streaming kernel (kernels.c, BLAS_MIN_ROWS_*).
  *
  *   make bench/matmul_bench && ./bench/matmul_bench [-t THREADS] [-T T1,T2,..] [-s SECONDS] [K N ...]
+ *
+ * Needs about 600 MB of memory. Run it on an otherwise idle machine: with 2 threads on 2 cores,
+ * any other busy process stalls the parallel regions by whole scheduler time slices (ms).
  *
  * Kernels (all but blas-whole go through matmul(), so they are threaded the same way):
  *   stream-ISA  the streaming kernel forced to one instruction set
@@ -48,7 +51,9 @@ static const Shape model_shapes[] = {
 };
 #define N_MODEL_SHAPES (int)(sizeof model_shapes / sizeof model_shapes[0])
 
-typedef enum { STREAM_GENERIC, STREAM_AVX2, STREAM_AVX512, BLAS_SLICES, BLAS_WHOLE, DISPATCHER, N_KERNELS } Kernel;
+typedef enum {
+    STREAM_GENERIC, STREAM_AVX2, STREAM_AVX512, BLAS_SLICES, BLAS_WHOLE, DISPATCHER, N_KERNELS
+} Kernel;
 static const char *kernel_names[N_KERNELS] = {"stream-generic", "stream-avx2", "stream-avx512",
                                               "blas", "blas-whole", "matmul"};
 
@@ -73,7 +78,8 @@ static void kernel_select(Kernel k, int threads)
     kernels_set_isa(KERNEL_ISA_AUTO);
     kernels_set_blas_min_rows(0);
     if (k <= STREAM_AVX512) {
-        kernels_set_isa(k == STREAM_GENERIC ? KERNEL_ISA_GENERIC : k == STREAM_AVX2 ? KERNEL_ISA_AVX2 : KERNEL_ISA_AVX512);
+        const KernelIsa isa[] = {KERNEL_ISA_GENERIC, KERNEL_ISA_AVX2, KERNEL_ISA_AVX512};
+        kernels_set_isa(isa[k]);
         kernels_set_blas_min_rows(INT_MAX);
     } else if (k == BLAS_SLICES) {
         kernels_set_blas_min_rows(1);
@@ -111,12 +117,12 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Median and fastest seconds of one product for each available kernel. The kernels take turns call by call,
- * so a slow spell of the machine (it may be shared) hits them all alike; each gets at least 5
- * calls and the round goes on for about `budget` seconds per kernel. blas-whole goes last, on its
- * own: OpenBLAS's threads keep spinning after a call and would steal the cores from the others. */
-static void time_kernels(double seconds[N_KERNELS], double fastest[N_KERNELS], float *y, const float *x, const float *pool, int copies,
-                         int T, int K, int N, int threads, double budget)
+/* Median and fastest seconds of one product for each available kernel. The kernels take turns
+ * call by call, so a slow spell of the machine hits them all alike; each gets at least 5 calls
+ * and the round goes on for about `budget` seconds per kernel. blas-whole goes last, on its own:
+ * OpenBLAS's threads wait for work by spinning, and would take the cores from the others. */
+static void time_kernels(double seconds[N_KERNELS], double fastest[N_KERNELS], float *y, const float *x,
+                         const float *pool, int copies, int T, int K, int N, int threads, double budget)
 {
     enum { MAX_REPS = 500 };
     static double times[N_KERNELS][MAX_REPS];
@@ -171,7 +177,8 @@ int main(int argc, char **argv)
             shapes[n_shapes++] = (Shape){atoi(argv[i]), atoi(argv[i + 1]), NULL, 0};
             i++;
         } else {
-            fprintf(stderr, "usage: %s [-t THREADS] [-T 1,2,4,...] [-s SECONDS per timing] [K N ...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-t THREADS] [-T 1,2,4,...] [-s SECONDS per timing] [K N ...]\n",
+                    argv[0]);
             return 1;
         }
     }
@@ -190,8 +197,11 @@ int main(int argc, char **argv)
     if (threads > 0)
         threads_set(threads);
     threads = threads_available();
-    printf("threads %d, streaming isa %s, blas %s, default crossover T >= %d\n", threads, kernels_isa_name(),
-           BLAS_PROVIDER, kernels_blas_min_rows());
+    char crossover[32] = "never";
+    if (kernels_blas_min_rows() < INT_MAX)
+        snprintf(crossover, sizeof crossover, "T >= %d", kernels_blas_min_rows());
+    printf("threads %d, streaming isa %s, blas %s, matmul uses blas: %s\n", threads, kernels_isa_name(),
+           BLAS_PROVIDER, crossover);
     printf("%6s %6s %3s %-15s %9s %9s %8s %8s\n", "K", "N", "T", "kernel", "ms", "min ms", "GFLOP/s", "GB/s");
 
     /* ms[shape][batch][kernel], for the per-forward sums */
@@ -217,8 +227,9 @@ int main(int argc, char **argv)
             for (Kernel k = 0; k < N_KERNELS; k++) {
                 ms[s][b][k] = 1e3 * seconds[k];
                 if (kernel_available(k))
-                    printf("%6d %6d %3d %-15s %9.4f %9.4f %8.1f %8.1f\n", K, N, T, kernel_names[k], 1e3 * seconds[k],
-                           1e3 * fastest[k], 2.0 * T * size / seconds[k] * 1e-9, 4.0 * size / seconds[k] * 1e-9);
+                    printf("%6d %6d %3d %-15s %9.4f %9.4f %8.1f %8.1f\n", K, N, T, kernel_names[k],
+                           1e3 * seconds[k], 1e3 * fastest[k], 2.0 * T * size / seconds[k] * 1e-9,
+                           4.0 * size / seconds[k] * 1e-9);
             }
             fflush(stdout);
         }
@@ -247,7 +258,7 @@ int main(int argc, char **argv)
                     continue;
                 double total = 0;
                 for (int s = 0; s < n_shapes; s++)
-                    if (!strcmp(shapes[s].model, models[m]))
+                    if (shapes[s].model && !strcmp(shapes[s].model, models[m]))
                         total += shapes[s].per_forward * ms[s][b][k];
                 printf(" %11.2f (%7.3f)", total, total / batch_sizes[b]);
             }

@@ -11,12 +11,14 @@
  * not fit in cache, so the time is bytes of W / memory bandwidth. The streaming kernel reads each
  * weight row once and dots it with all T input rows while it is in L1, so T = 2..8 cost little
  * more than T = 1. BLAS sgemm packs its operands into cache-sized panels first; that costs a copy
- * of W, which pays off only once T is large enough for the multiply to dominate. The crossover is
- * measured (BLAS_MIN_ROWS below). */
+ * of W, which pays off only once T is large enough for the multiply to dominate, and only if the
+ * streaming kernel is much slower at multiplying than BLAS. The crossover is measured per
+ * instruction set (BLAS_MIN_ROWS_* below): with AVX-512 the streaming kernel wins throughout. */
 #include "config.h"
 #include "kernels.h"
 #include "util.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -53,7 +55,7 @@ void matmul_reference(float *y, const float *x, const float *w, int T, int K, in
  * T = 1 (decode): one weight row after the other, a straight sequential read of W, with a few
  * independent accumulators. This is pure bandwidth, and the hardware prefetcher follows one
  * sequential stream best: reading blocks of 4 rows side by side (4 streams K floats apart) got
- * 15 to 35% less bandwidth.
+ * 6 to 34% less bandwidth.
  *
  * T >= 2 (AVX-512, AVX2): output rows go in blocks of 4 weight rows; each block is dotted with the
  * input rows a few at a time (4 with AVX-512, 2 with AVX2), keeping one vector accumulator per
@@ -330,7 +332,7 @@ static void stream_avx2(float *y, const float *x, const float *w, int T, int K, 
  * L1), each dot product kept as 8 partial sums. Eight independent chains hide the add latency
  * (one running sum would wait on each add in turn), and the fixed-width inner loop is easy for a
  * compiler to vectorise. Blocks of 4 weight rows, as in the wide kernels, were 2 to 3 times
- * slower here: the compiler does not keep 4 x 8 partial sums in registers. */
+ * slower here (GCC 12, -O3, SSE2 code). */
 #define GENERIC_LANES 8
 
 /* W[i] . x over K columns. */
@@ -455,17 +457,46 @@ int kernels_have_blas(void)
 #endif
 }
 
-/* Measured with bench/matmul_bench (cold weights, per-thread slices) on a 2-core AMD EPYC
- * (AVX-512), OpenBLAS 0.3.21 (its Haswell kernels):
- *   TODO */
-#define BLAS_MIN_ROWS 16
+/* The crossover: batches of at least this many rows go to BLAS. It depends on which streaming
+ * kernel BLAS is up against, so there is one per instruction set. Measured with
+ * bench/matmul_bench on a 2-core AMD EPYC (Zen 5, AVX-512) with OpenBLAS 0.3.21, which runs its
+ * Haswell (AVX2) kernels on this CPU. All the matrices of one forward, in ms, streaming / BLAS
+ * (sgemm on each thread's slice of W, BLAS pinned to one thread):
+ *
+ *   110M, 2 threads   T=1      2      3      4      8      16     32     64    128    256
+ *     stream-avx512   7.7    9.2    9.7   10.5   13.6   19.3   30.8   52.2   94.1    185
+ *     stream-avx2     7.9    9.4   10.2   13.4   19.4   31.5   56.3    107    209    420
+ *     stream-generic  8.6   11.1   16.5   20.6   44.0   80.5    152    289    565   1139
+ *     blas           24.3   25.5   32.8   22.7   28.0   36.6   55.6   93.1    165    315
+ *   110M, 1 thread
+ *     stream-avx512  14.5   17.1   18.0   19.4   25.6   36.9   56.1   99.1    175    352
+ *     stream-avx2    14.7   17.7   18.7   25.4   37.1   60.5    108    210    410    829
+ *     blas           48.7   49.9   63.1   44.1   49.6   69.3    104    177    315    599
+ *   15M, 2 threads
+ *     stream-avx512  1.30   1.68   1.74   1.72   2.29   2.56   3.75   6.60   12.4   24.5
+ *     blas           3.51   3.31   4.31   3.03   3.77   5.17   7.77   12.6   23.2   43.9
+ *
+ * AVX-512: the streaming kernel wins at every T measured, up to 256 (by 1.7x there), at 1 and 2
+ * threads, so BLAS is never used. That is against a BLAS running AVX2 code; with a BLAS that has
+ * AVX-512 kernels for this CPU, measure again (bench/matmul_bench).
+ * AVX2: level with BLAS at T = 24..32, BLAS 10 to 15% ahead from 40 on.
+ * Plain C: level at T = 4..5, BLAS ahead from 6 on. */
+#define BLAS_MIN_ROWS_AVX512 INT_MAX
+#define BLAS_MIN_ROWS_AVX2 32
+#define BLAS_MIN_ROWS_GENERIC 6
 
-static atomic_int blas_min_rows = 0; /* 0: BLAS_MIN_ROWS */
+static atomic_int blas_min_rows = 0; /* 0: the default for the instruction set in use */
 
 int kernels_blas_min_rows(void)
 {
     int rows = atomic_load(&blas_min_rows);
-    return rows > 0 ? rows : BLAS_MIN_ROWS;
+    if (rows > 0)
+        return rows;
+    switch (current_isa()) {
+    case KERNEL_ISA_AVX512: return BLAS_MIN_ROWS_AVX512;
+    case KERNEL_ISA_AVX2: return BLAS_MIN_ROWS_AVX2;
+    default: return BLAS_MIN_ROWS_GENERIC;
+    }
 }
 
 void kernels_set_blas_min_rows(int rows)
@@ -475,8 +506,12 @@ void kernels_set_blas_min_rows(int rows)
 
 /* ------------------------------------------------------------------------------ dispatcher */
 
-/* Below this many multiply-adds one thread finishes before a parallel region would start. */
-#define SERIAL_WORK 65536.0
+/* Split a product across the threads only when there is enough to split. A parallel region costs
+ * about 3 us here, as long as one core takes to stream some 100 KB of weights or do some 100K
+ * multiply-adds. Measured: 288 x 288 at T = 1 (330 KB) takes 10.9 us on one thread and 9.8 us on
+ * two; 128 x 128 at T = 8 takes 3.9 us on one and 6.0 us on two. */
+#define PARALLEL_MIN_WEIGHTS 65536.0 /* N K */
+#define PARALLEL_MIN_WORK 262144.0   /* T N K */
 /* Thread slices start on multiples of this many rows (whole cache lines of y, whole blocks). */
 #define SLICE_ALIGN 16
 
@@ -509,7 +544,8 @@ void matmul(float *y, const float *x, const float *w, int T, int K, int N)
     current_isa(); /* settle the choice before the threads start */
     int use_blas = kernels_have_blas() && T >= kernels_blas_min_rows();
     int slices = threads_available();
-    if (slices <= 1 || (double)T * K * N < SERIAL_WORK) {
+    double weights = (double)N * K;
+    if (slices <= 1 || (weights < PARALLEL_MIN_WEIGHTS && T * weights < PARALLEL_MIN_WORK)) {
         matmul_slice(y, x, w, T, K, N, 0, N, use_blas);
         return;
     }

@@ -13,10 +13,11 @@
 
 #include <stddef.h>
 
-/* y (T, N) = x (T, K) W^T, W (N, K). Threaded; picks the kernel. */
+/* y (T, N) = x (T, K) W^T, W (N, K); T, K, N >= 1. Threaded; picks the kernel. */
 void matmul(float *y, const float *x, const float *w, int T, int K, int N);
 
-/* Single-threaded variants over output rows [n0, n1), for tests and for matmul() itself. */
+/* Single-threaded variants over output rows [n0, n1) (0 <= n0 <= n1 <= N; the other columns of y
+ * are left alone), for tests and for matmul() itself. */
 void matmul_reference(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
 void matmul_stream(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
 void matmul_blas(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
@@ -29,6 +30,7 @@ void kernels_set_isa(KernelIsa isa);
 const char *kernels_isa_name(void); /* the one in use */
 
 /* Batches of at least this many rows go to BLAS (when built with it); measured, see kernels.c.
+ * The default depends on the streaming kernel's instruction set (INT_MAX: never).
  * kernels_set_blas_min_rows() overrides it (tests, bench); 0 restores the default. */
 int kernels_blas_min_rows(void);
 void kernels_set_blas_min_rows(int rows);

@@ -197,10 +197,12 @@ int cmd_generate(int argc, char **argv)
     fputc('\n', stdout);
     fflush(stdout);
 
-    fprintf(stderr, "llamix: %s, %d member%s, seed %llu, stopped at %s\n", ensemble_mode_name(mode),
-            k, k > 1 ? "s" : "", seed, stop);
-    fprintf(stderr, "llamix: prompt %d tokens, first token after %.1f ms; generated %d tokens, %.1f tok/s\n",
-            n_prompt, 1e3 * (first_token - start), generated,
+    fprintf(stderr, "llamix: %s, %d member%s, seed %llu, stopped at %s\n",
+            k > 1 ? ensemble_mode_name(mode) : "one model", k, k > 1 ? "s" : "", seed, stop);
+    /* The first step runs the prompt (one batched forward per member it syncs) and samples. */
+    fprintf(stderr, "llamix: prompt %d tokens in %.1f ms (%.1f tok/s, with the first sample); "
+            "generated %d tokens, %.1f tok/s\n", n_prompt, 1e3 * (first_token - start),
+            n_prompt / (first_token - start), generated,
             generated > 1 ? (generated - 1) / (end - first_token) : 0.0);
     for (int i = 0; i < k; i++)
         fprintf(stderr, "llamix: member %d (%s, weight %.3f): %ld forward calls, %ld tokens processed\n",

@@ -26,41 +26,6 @@
 #define PASS_P 1e-6
 #define REJECT_P 1e-9
 #define MIN_EXPECTED 5.0
-#define MAX_K 3
-
-/* Three members of different shapes sharing one small vocabulary. */
-typedef struct {
-    int k;
-    char paths[MAX_K][256];
-    Model models[MAX_K];
-    const Model *members[MAX_K];
-} Members;
-
-static void members_open(Members *ms, int k, int vocab)
-{
-    ModelConfig shapes[MAX_K] = {
-        {.dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .seq_len = 64},
-        {.dim = 24, .hidden_dim = 64, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .seq_len = 48},
-        {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 1, .seq_len = 80},
-    };
-    char err[ERR_LEN];
-    ms->k = k;
-    for (int i = 0; i < k; i++) {
-        shapes[i].vocab_size = vocab;
-        /* std 2/sqrt(D): peaked distributions, so members differ clearly */
-        test_write_model(ms->paths[i], &shapes[i], i % 2, i != 1, 1000 + i, 2.0f / sqrtf(shapes[i].dim));
-        assert_int_equal(model_open(&ms->models[i], ms->paths[i], err), 0);
-        ms->members[i] = &ms->models[i];
-    }
-}
-
-static void members_close(Members *ms)
-{
-    for (int i = 0; i < ms->k; i++) {
-        model_close(&ms->models[i]);
-        test_remove(ms->paths[i]);
-    }
-}
 
 static SamplerParams params(float temperature, int top_k, float top_p, float min_p)
 {
@@ -68,7 +33,7 @@ static SamplerParams params(float temperature, int top_k, float top_p, float min
     return p;
 }
 
-static void ensemble_open(Ensemble *e, const Members *ms, const double *w, EnsembleMode mode,
+static void ensemble_open(Ensemble *e, const TestMembers *ms, const double *w, EnsembleMode mode,
                           SamplerParams p, uint64_t seed)
 {
     char err[ERR_LEN];
@@ -104,7 +69,7 @@ static void distribution(Ensemble *e, double *q)
 
 /* sum_k w_k S(p_k) computed from scratch: each member's own state, the scalar reference forward
  * over the whole sequence, and the sampler's transform. */
-static void mixture_from_scratch(const Members *ms, const double *w, SamplerParams p,
+static void mixture_from_scratch(const TestMembers *ms, const double *w, SamplerParams p,
                                  const int *tokens, int n, double *q)
 {
     char err[ERR_LEN];
@@ -150,8 +115,8 @@ static void mixture_of_members(Ensemble *e, double *q)
 static void test_per_step_identity(void **state)
 {
     (void)state;
-    Members ms;
-    members_open(&ms, 3, 16);
+    TestMembers ms;
+    test_members_open(&ms, 3, 16, 1000);
     SamplerParams settings[] = {params(1, 0, 1, 0), params(0.8f, 5, 1, 0), params(1.3f, 0, 0.7f, 0),
                                 params(1, 0, 1, 0.1f), params(0.6f, 8, 0.9f, 0.05f)};
     const double *weights[] = {W3, W3_SWAPPED};
@@ -197,7 +162,7 @@ static void test_per_step_identity(void **state)
                   worst_identity, worst_scratch);
     if (worst_identity > 1e-6 || worst_scratch > 1e-5)
         fail_msg("identity %.3g > 1e-6 or lazy vs scratch %.3g > 1e-5", worst_identity, worst_scratch);
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ 2. one-step marginal */
@@ -215,7 +180,7 @@ static double p_value(const long *counts, const double *q, int n)
     return chi_square_test(counts, q, n, MIN_EXPECTED, NULL, NULL);
 }
 
-static void check_marginal(const Members *ms, const double *w, const double *w_wrong, SamplerParams sp, uint64_t seed)
+static void check_marginal(const TestMembers *ms, const double *w, const double *w_wrong, SamplerParams sp, uint64_t seed)
 {
     enum { DRAWS = 200000 };
     Ensemble me, ce, wrong;
@@ -249,17 +214,17 @@ static void check_marginal(const Members *ms, const double *w, const double *w_w
 static void test_one_step_marginal(void **state)
 {
     (void)state;
-    Members two, three;
-    members_open(&two, 2, 16);
-    members_open(&three, 3, 16);
+    TestMembers two, three;
+    test_members_open(&two, 2, 16, 1000);
+    test_members_open(&three, 3, 16, 1000);
     SamplerParams settings[] = {params(1, 0, 1, 0), params(0.8f, 0, 1, 0), params(1, 6, 1, 0),
                                 params(1, 0, 0.8f, 0), params(0.8f, 8, 0.9f, 0)};
     for (size_t s = 0; s < sizeof settings / sizeof settings[0]; s++) {
         check_marginal(&two, W2, W2_SWAPPED, settings[s], 10 + s);
         check_marginal(&three, W3, W3_SWAPPED, settings[s], 20 + s);
     }
-    members_close(&two);
-    members_close(&three);
+    test_members_close(&two);
+    test_members_close(&three);
 }
 
 /* ------------------------------------------------------------------ 3. whole sequences */
@@ -267,7 +232,7 @@ static void test_one_step_marginal(void **state)
 enum { SEQ_V = 8, SEQ_L = 3, SEQ_CELLS = SEQ_V * SEQ_V * SEQ_V };
 
 /* Exact P(x1 x2 x3 | prompt) under CE: the product of CE's q at each prefix, enumerated. */
-static void sequence_probabilities(const Members *ms, const double *w, SamplerParams sp,
+static void sequence_probabilities(const TestMembers *ms, const double *w, SamplerParams sp,
                                    const int *prompt, int n_prompt, double *prob)
 {
     Ensemble ce;
@@ -340,8 +305,8 @@ static void test_whole_sequences(void **state)
 {
     (void)state;
     enum { RUNS = 150000 };
-    Members ms;
-    members_open(&ms, 3, SEQ_V);
+    TestMembers ms;
+    test_members_open(&ms, 3, SEQ_V, 1000);
     int prompt[2] = {TOKEN_BOS, 4};
     SamplerParams settings[] = {params(1, 0, 1, 0), params(0.8f, 5, 0.95f, 0)};
     static double prob[SEQ_CELLS], prob_wrong[SEQ_CELLS];
@@ -364,7 +329,7 @@ static void test_whole_sequences(void **state)
         assert_true(p_broken < REJECT_P);
         ensemble_free(&me);
     }
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ 4. catch-up */
@@ -372,8 +337,8 @@ static void test_whole_sequences(void **state)
 static void test_catch_up_equals_every_step(void **state)
 {
     (void)state;
-    Members ms;
-    members_open(&ms, 2, 16);
+    TestMembers ms;
+    test_members_open(&ms, 2, 16, 1000);
     char err[ERR_LEN];
     for (int m = 1; m <= 40; m += 13) {
         Ensemble every, lazy;
@@ -403,7 +368,7 @@ static void test_catch_up_equals_every_step(void **state)
         ensemble_free(&every);
         ensemble_free(&lazy);
     }
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ 5. ce-mixture */
@@ -412,8 +377,8 @@ static void test_ce_mixture(void **state)
 {
     (void)state;
     enum { DRAWS = 200000 };
-    Members ms;
-    members_open(&ms, 2, 16);
+    TestMembers ms;
+    test_members_open(&ms, 2, 16, 1000);
     int prompt[3] = {TOKEN_BOS, 2, 8};
     SamplerParams settings[] = {params(1, 0, 1, 0), params(0.7f, 0, 1, 0), params(1, 4, 1, 0), params(1, 0, 0.6f, 0)};
     for (int s = 0; s < 4; s++) {
@@ -450,7 +415,7 @@ static void test_ce_mixture(void **state)
         ensemble_free(&ce);
         ensemble_free(&mix);
     }
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ 6. selection, forward counts */
@@ -459,8 +424,8 @@ static void test_selection_and_counts(void **state)
 {
     (void)state;
     enum { RUNS = 1500, STEPS = 40 };
-    Members ms;
-    members_open(&ms, 3, 16);
+    TestMembers ms;
+    test_members_open(&ms, 3, 16, 1000);
     Ensemble me, ce;
     ensemble_open(&me, &ms, W3, ENSEMBLE_ME, params(1, 0, 1, 0), 99);
     ensemble_open(&ce, &ms, W3, ENSEMBLE_CE, params(1, 0, 1, 0), 98);
@@ -505,7 +470,7 @@ static void test_selection_and_counts(void **state)
     }
     ensemble_free(&me);
     ensemble_free(&ce);
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ K = 1, greedy, errors */
@@ -514,8 +479,8 @@ static void test_selection_and_counts(void **state)
 static void test_single_member(void **state)
 {
     (void)state;
-    Members ms;
-    members_open(&ms, 1, 16);
+    TestMembers ms;
+    test_members_open(&ms, 1, 16, 1000);
     char err[ERR_LEN];
     SamplerParams sp = params(1, 0, 0.9f, 0);
     for (int mode = ENSEMBLE_CE; mode <= ENSEMBLE_ME; mode++) {
@@ -542,15 +507,15 @@ static void test_single_member(void **state)
         forward_state_free(&st);
         ensemble_free(&e);
     }
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* Greedy CE takes the argmax of sum_k w_k p_k; greedy ME the argmax of the picked member. */
 static void test_greedy(void **state)
 {
     (void)state;
-    Members ms;
-    members_open(&ms, 3, 16);
+    TestMembers ms;
+    test_members_open(&ms, 3, 16, 1000);
     char err[ERR_LEN];
     Ensemble ce, me;
     ensemble_open(&ce, &ms, W3, ENSEMBLE_CE, params(0, 0, 1, 0), 3);
@@ -579,14 +544,14 @@ static void test_greedy(void **state)
     }
     ensemble_free(&ce);
     ensemble_free(&me);
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 static void test_errors(void **state)
 {
     (void)state;
-    Members ms;
-    members_open(&ms, 2, 16);
+    TestMembers ms;
+    test_members_open(&ms, 2, 16, 1000);
     char err[ERR_LEN];
     Ensemble e;
     double bad[][2] = {{-1, 1}, {0, 1}, {NAN, 1}, {INFINITY, 1}, {1e308, 1e308}};
@@ -619,13 +584,13 @@ static void test_errors(void **state)
     int token;
     assert_int_equal(ensemble_step(&e, &token, err), -1);
     assert_non_null(strstr(err, "empty"));
-    assert_int_equal(e.n_ctx, 48); /* the smaller member's seq_len */
-    int many[49] = {0};
-    assert_int_equal(ensemble_append(&e, many, 49, err), -1);
+    assert_int_equal(e.n_ctx, 64); /* the smallest member's seq_len */
+    int many[65] = {0};
+    assert_int_equal(ensemble_append(&e, many, 65, err), -1);
     int oov = 16;
     assert_int_equal(ensemble_append(&e, &oov, 1, err), -1);
     ensemble_free(&e);
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ 7. real models */

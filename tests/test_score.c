@@ -26,42 +26,6 @@
 #define MAX_K 3
 #define V_TEST 32
 
-/* Members of different shapes sharing one vocabulary of V_TEST ids and seq_len 64. */
-typedef struct {
-    int k;
-    char paths[MAX_K][256];
-    Model models[MAX_K];
-    const Model *members[MAX_K];
-} Members;
-
-static void members_open(Members *ms, int k, uint64_t seed)
-{
-    ModelConfig shapes[MAX_K] = {
-        {.dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .seq_len = 64},
-        {.dim = 24, .hidden_dim = 64, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .seq_len = 64},
-        {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 1, .seq_len = 80},
-    };
-    char err[ERR_LEN];
-    ms->k = k;
-    for (int i = 0; i < k; i++) {
-        shapes[i].vocab_size = V_TEST;
-        /* std 2/sqrt(D): peaked distributions, so the members differ clearly */
-        test_write_model(ms->paths[i], &shapes[i], i % 2, i != 1, seed + (uint64_t)i,
-                         2.0f / sqrtf((float)shapes[i].dim));
-        if (model_open(&ms->models[i], ms->paths[i], err))
-            fail_msg("model_open: %s", err);
-        ms->members[i] = &ms->models[i];
-    }
-}
-
-static void members_close(Members *ms)
-{
-    for (int i = 0; i < ms->k; i++) {
-        model_close(&ms->models[i]);
-        test_remove(ms->paths[i]);
-    }
-}
-
 /* BOS then n - 1 ids from a small LCG (any ids will do for exactness tests). */
 static int *random_tokens(long n, uint64_t seed)
 {
@@ -76,7 +40,7 @@ static int *random_tokens(long n, uint64_t seed)
 }
 
 /* Score every member into a table (the code under test). */
-static void score_all(const Members *ms, const int *tokens, long n, int context, int max_batch,
+static void score_all(const TestMembers *ms, const int *tokens, long n, int context, int max_batch,
                       ScoreTable *table)
 {
     char err[ERR_LEN];
@@ -139,8 +103,8 @@ static void test_member_matches_reference(void **state)
 {
     (void)state;
     enum { N = 150, CONTEXT = 20 };
-    Members ms;
-    members_open(&ms, 2, 500);
+    TestMembers ms;
+    test_members_open(&ms, 2, V_TEST, 500);
     int *tokens = random_tokens(N, 7);
     for (int i = 0; i < ms.k; i++) {
         char err[ERR_LEN];
@@ -174,7 +138,7 @@ static void test_member_matches_reference(void **state)
         assert_true(fabs(seen.last_sum + sum) < 1e-9 * fabs(sum));
     }
     free(tokens);
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ 2. the ensemble's NLL */
@@ -188,8 +152,8 @@ static void test_ensemble_nll(void **state)
 {
     (void)state;
     enum { N = 130, CONTEXT = 33 };
-    Members ms;
-    members_open(&ms, 3, 600);
+    TestMembers ms;
+    test_members_open(&ms, 3, V_TEST, 600);
     int *tokens = random_tokens(N, 11);
     ScoreTable table;
     score_all(&ms, tokens, N, CONTEXT, 0, &table);
@@ -228,7 +192,7 @@ static void test_ensemble_nll(void **state)
     assert_true(fabs(tiny - (2000.0 - log(0.5 + 0.3 * exp(-1.0) + 0.2 * exp(-2.0)))) < 1e-9);
     score_table_free(&table);
     free(tokens);
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ 3. EM on known tables */
@@ -351,7 +315,7 @@ static double fit_standard_error(const ScoreTable *t, const double *w)
     return 1 / sqrt(info);
 }
 
-static double fit(const Members *ms, const int *tokens, long n, double *w, const char *label)
+static double fit(const TestMembers *ms, const int *tokens, long n, double *w, const char *label)
 {
     char err[ERR_LEN];
     ScoreTable t;
@@ -378,8 +342,8 @@ static void test_em_recovers_weights(void **state)
     (void)state;
     enum { N_SEQ = 64, TOL_PERCENT = 5 };
     const double tol = TOL_PERCENT / 100.0;
-    Members ms;
-    members_open(&ms, 2, 700);
+    TestMembers ms;
+    test_members_open(&ms, 2, V_TEST, 700);
     int *tokens = malloc(sizeof(int) * (1 + N_SEQ * 63));
     assert_non_null(tokens);
     double w[2];
@@ -403,7 +367,7 @@ static void test_em_recovers_weights(void **state)
     assert_true(fabs(w[0] - 0.8) > tol);
 
     free(tokens);
-    members_close(&ms);
+    test_members_close(&ms);
 }
 
 /* ------------------------------------------------------------------ 5. errors */
@@ -412,8 +376,8 @@ static void test_errors(void **state)
 {
     (void)state;
     char err[ERR_LEN], path[256];
-    Members ms;
-    members_open(&ms, 1, 800);
+    TestMembers ms;
+    test_members_open(&ms, 1, V_TEST, 800);
     int tokens[5] = {TOKEN_BOS, 3, 4, 5, 6};
     double lp[4];
     ScoreOptions o = {.context = 4};
@@ -429,7 +393,7 @@ static void test_errors(void **state)
     tokens[4] = V_TEST; /* only ever predicted, never fed to forward: must still be checked */
     assert_int_equal(score_member(&ms.models[0], tokens, 5, &o, lp, err), -1);
     assert_non_null(strstr(err, "outside the vocabulary"));
-    members_close(&ms);
+    test_members_close(&ms);
 
     double w[3] = {2, 1, 1};
     assert_int_equal(score_weights_normalise(w, 3, err), 0);

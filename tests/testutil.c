@@ -1,4 +1,5 @@
 /* testutil.c: temporary model files and real-model lookup for the tests. */
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -34,6 +35,34 @@ void test_write_model(char *path, const ModelConfig *c, int version, int shared,
     temp_name(path);
     if (model_write_random(path, c, version, shared, seed, std, err) != 0)
         fail_msg("model_write_random: %s", err);
+}
+
+void test_members_open(TestMembers *ms, int k, int vocab, uint64_t seed)
+{
+    ModelConfig shapes[TEST_MAX_MEMBERS] = {
+        {.dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .seq_len = 64},
+        {.dim = 24, .hidden_dim = 64, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .seq_len = 64},
+        {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 1, .seq_len = 80},
+    };
+    char err[ERR_LEN];
+    assert_true(k >= 1 && k <= TEST_MAX_MEMBERS);
+    ms->k = k;
+    for (int i = 0; i < k; i++) {
+        shapes[i].vocab_size = vocab;
+        test_write_model(ms->paths[i], &shapes[i], i % 2, i != 1, seed + (uint64_t)i,
+                         2.0f / sqrtf((float)shapes[i].dim));
+        if (model_open(&ms->models[i], ms->paths[i], err))
+            fail_msg("model_open: %s", err);
+        ms->members[i] = &ms->models[i];
+    }
+}
+
+void test_members_close(TestMembers *ms)
+{
+    for (int i = 0; i < ms->k; i++) {
+        model_close(&ms->models[i]);
+        test_remove(ms->paths[i]);
+    }
 }
 
 void test_write_bytes(char *path, const void *data, size_t size)

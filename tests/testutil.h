@@ -14,6 +14,20 @@ ModelConfig test_tiny_config(void);
  * (at least 256 bytes). Fails the test on error. Remove it with test_remove(). */
 void test_write_model(char *path, const ModelConfig *c, int version, int shared, uint64_t seed, float std);
 
+/* Up to three tiny members of different shapes (grouped-query, multi-head, multi-query; v0 and
+ * v1 files; shared and separate classifiers) sharing one vocabulary of `vocab` ids; seq_len 64,
+ * 64 and 80. Weights have std 2/sqrt(D), so distributions are peaked and the members differ. */
+#define TEST_MAX_MEMBERS 3
+typedef struct {
+    int k;
+    char paths[TEST_MAX_MEMBERS][256];
+    Model models[TEST_MAX_MEMBERS];
+    const Model *members[TEST_MAX_MEMBERS];
+} TestMembers;
+
+void test_members_open(TestMembers *ms, int k, int vocab, uint64_t seed);
+void test_members_close(TestMembers *ms);
+
 /* Write bytes to a new temporary file named into path (>= 256 bytes). */
 void test_write_bytes(char *path, const void *data, size_t size);
 void test_remove(const char *path);

@@ -23,11 +23,15 @@
  * ratios, not a ratio of medians. The same seed is used in every repetition, so the sampled
  * tokens, ME's member picks and the counters are identical each time: only the clock varies.
  *
- * The machine's limits, measured in the same process with the same threads: the memory read
- * bandwidth (a threaded sum over a buffer far larger than the caches) and the sgemm peak (the
- * matmul() prefill uses, on a large square product). Decode efficiency = weight bytes streamed
- * per second (forward calls x checkpoint weight bytes / tg seconds) over the bandwidth; prefill
- * efficiency = prefill GFLOP/s over the sgemm peak. */
+ * The machine's limits, measured in the same process with the same threads after the runs: the
+ * memory read bandwidth (a threaded sum over a buffer far larger than the caches) and the sgemm
+ * peak (BLAS on a large square product, each thread on its slice as matmul() splits it; beside
+ * it matmul() itself on that product). Decode efficiency = weight bytes streamed per second
+ * (forward calls x checkpoint weight bytes / tg seconds) over the bandwidth; prefill efficiency =
+ * prefill GFLOP/s over the sgemm peak. A model small enough to stay in cache can exceed 100%.
+ *
+ * The CPU time other processes took during the runs is reported too: on a shared machine it
+ * tells whether the absolute numbers of this run can be trusted. */
 #include "config.h"
 #include "cli.h"
 #include "ensemble.h"
@@ -96,7 +100,7 @@ static void usage(FILE *out)
         "missed, the prompt included on its first pick). tok/s are medians over the repetitions,\n"
         "+- the median absolute deviation. The ME/CE speed-up is the median of per-repetition\n"
         "ratios. Random members have nearly flat next-token distributions; with --top-p < 1 the\n"
-        "sampler sorts most of the vocabulary every token, which real models never make it do.\n",
+        "sampler sorts most of the vocabulary every token, which real models rarely make it do.\n",
         DEFAULT_MEMBERS, DEFAULT_PROMPT, DEFAULT_GEN, DEFAULT_REPS, DEFAULT_BW_MIB);
 }
 
@@ -380,10 +384,11 @@ static double measure_matvec(const float *w, size_t n, int passes)
     return median(rates, passes);
 }
 
-/* sgemm peak, GFLOP/s: matmul() with S rows of input over an (S, S) matrix, the path prefill
- * takes (each thread a slice of the output rows, BLAS on one thread inside it). Median of
- * `passes` after one untimed pass. */
-static double measure_sgemm(int S, int passes)
+/* GFLOP/s of an (S, S) x (S, S) product, median of `passes` after one untimed pass.
+ *   blas = 1: the sgemm peak: CBLAS sgemm, each thread on its own slice of the output rows as
+ *             matmul() splits them, so it runs with exactly our threads (BLAS itself on one).
+ *   blas = 0: llamix's own matmul(), whatever kernel it picks for S rows: what prefill runs. */
+static double measure_product(int S, int passes, int blas)
 {
     size_t n = (size_t)S * S;
     float *x = alloc_zeroed(n, sizeof(float)), *w = alloc_zeroed(n, sizeof(float));
@@ -396,11 +401,20 @@ static double measure_sgemm(int S, int passes)
             x[i] = (float)(i % 7) * 0.125f;
             w[i] = (float)(i % 5) * 0.25f;
         }
-        matmul(y, x, w, S, S, S);
-        for (int r = 0; r < passes; r++) {
+        int slices = threads_available(), rows = (S + slices - 1) / slices;
+        for (int r = -1; r < passes; r++) {
             double t0 = now_seconds();
-            matmul(y, x, w, S, S, S);
-            rates[r] = 2.0 * S * (double)S * S / (now_seconds() - t0) / 1e9;
+            if (blas) {
+                #pragma omp parallel for schedule(static)
+                for (int s = 0; s < slices; s++) {
+                    int n0 = s * rows, n1 = n0 + rows < S ? n0 + rows : S;
+                    matmul_blas(y, x, w, S, S, S, n0, n1);
+                }
+            } else {
+                matmul(y, x, w, S, S, S);
+            }
+            if (r >= 0)
+                rates[r] = 2.0 * S * (double)S * S / (now_seconds() - t0) / 1e9;
         }
         result = median(rates, passes);
     }
@@ -414,7 +428,8 @@ typedef struct {
     int threads;
     double bandwidth, bandwidth_best; /* GB/s */
     double matvec;                    /* GB/s */
-    double sgemm;                     /* GFLOP/s */
+    double sgemm;                     /* GFLOP/s of BLAS sgemm (the plain kernel without BLAS) */
+    double matmul;                    /* GFLOP/s of matmul() on the same product */
 } Limits;
 
 /* Threads in this process now (OpenMP's pool, BLAS's own pool if it made one, and main). */
@@ -716,16 +731,23 @@ static void print_md(FILE *f, const Report *R)
     }
     for (int i = 0; i < R->n_limits; i++) {
         const Limits *l = &R->limits[i];
-        fprintf(f, "- machine, %d thread%s: read bandwidth %.1f GB/s (best %.1f), matvec %.1f GB/s, sgemm %.1f GFLOP/s\n",
-                l->threads, l->threads > 1 ? "s" : "", l->bandwidth, l->bandwidth_best, l->matvec, l->sgemm);
+        fprintf(f, "- machine, %d thread%s: read bandwidth %.1f GB/s (best %.1f), matvec %.1f GB/s; %d^3 product: "
+                   "sgemm %.1f GFLOP/s%s, llamix matmul %.1f GFLOP/s\n",
+                l->threads, l->threads > 1 ? "s" : "", l->bandwidth, l->bandwidth_best, l->matvec, SGEMM_SIZE,
+                l->sgemm, kernels_have_blas() ? "" : " (no BLAS: the plain kernel)", l->matmul);
     }
     fprintf(f, "- memory: peak RSS %.1f MB = %.0f%% of the expected %.1f MB (checkpoints %.1f + run state %.1f + "
                "process before loading %.1f)\n",
             R->rss_peak / 1e6, 100 * R->rss_peak / (R->checkpoint_bytes + R->state_bytes + R->rss_base),
             (R->checkpoint_bytes + R->state_bytes + R->rss_base) / 1e6, R->checkpoint_bytes / 1e6,
             R->state_bytes / 1e6, R->rss_base / 1e6);
-    fprintf(f, "- threads: %d in the process after the runs; BLAS uses %d per call; bench took %.1f s\n",
-            R->process_threads, R->blas_threads, R->seconds);
+    char blas[64];
+    if (R->blas_threads > 0)
+        snprintf(blas, sizeof blas, "BLAS runs %d per call", R->blas_threads);
+    else
+        snprintf(blas, sizeof blas, R->blas_threads == 0 ? "no BLAS" : "BLAS threads unknown");
+    fprintf(f, "- threads: %d in the process after the runs; %s; bench took %.1f s\n", R->process_threads, blas,
+            R->seconds);
     if (isfinite(R->background))
         fprintf(f, "- background: other processes kept %.2f of the %ld CPUs busy during the runs%s\n", R->background,
                 sysconf(_SC_NPROCESSORS_ONLN), R->background > 0.2 ? " (the absolute numbers suffer; the side-by-side ratios less)" : "");
@@ -811,6 +833,8 @@ static void print_json(FILE *f, const Report *R)
         json_number(f, l->matvec);
         fprintf(f, ",\"sgemm_gflops\":");
         json_number(f, l->sgemm);
+        fprintf(f, ",\"matmul_gflops\":");
+        json_number(f, l->matmul);
         fprintf(f, "}");
     }
     fprintf(f, "],\n\"members\":[");
@@ -1143,7 +1167,8 @@ static int measure_limits(Report *R, const Options *o)
         l->threads = o->ts[ti];
         l->bandwidth = measure_bandwidth(buf, n, 7, &l->bandwidth_best);
         l->matvec = measure_matvec(buf, n, 5);
-        l->sgemm = measure_sgemm(SGEMM_SIZE, 3);
+        l->sgemm = measure_product(SGEMM_SIZE, 3, 1);
+        l->matmul = measure_product(SGEMM_SIZE, 3, 0);
     }
     free(buf);
     return 0;

@@ -22,13 +22,15 @@
  * cancels a linear drift; ...), and the ME/CE speed-up is the median of the per-repetition
  * ratios, not a ratio of medians. The same seed is used in every repetition, so the sampled
  * tokens, ME's member picks and the counters are identical each time: only the clock varies.
+ * Every test starts warm: one untimed forward through each of its members just before it.
  *
- * The machine's limits, measured in the same process with the same threads after the runs: the
- * memory read bandwidth (a threaded sum over a buffer far larger than the caches) and the sgemm
- * peak (BLAS on a large square product, each thread on its slice as matmul() splits it; beside
- * it matmul() itself on that product). Decode efficiency = weight bytes streamed per second
- * (forward calls x checkpoint weight bytes / tg seconds) over the bandwidth; prefill efficiency =
- * prefill GFLOP/s over the sgemm peak. A model small enough to stay in cache can exceed 100%.
+ * The machine's limits, measured in the same process with the same threads: the memory read
+ * bandwidth (a threaded sum over a buffer far larger than the caches), at every repetition since
+ * it drifts too, and after the runs the sgemm peak (BLAS on a large square product, each thread
+ * on its slice as matmul() splits it; beside it matmul() itself on that product). Decode
+ * efficiency = weight bytes streamed per second (forward calls x checkpoint weight bytes / tg
+ * seconds) over the bandwidth of the same repetition; prefill efficiency = prefill GFLOP/s over
+ * the sgemm peak. A model small enough to stay in cache can exceed 100%.
  *
  * The CPU time other processes took during the runs is reported too: on a shared machine it
  * tells whether the absolute numbers of this run can be trusted. */
@@ -426,7 +428,8 @@ static double measure_product(int S, int passes, int blas)
 
 typedef struct {
     int threads;
-    double bandwidth, bandwidth_best; /* GB/s */
+    double bw[MAX_REPS];              /* GB/s read bandwidth, measured at each repetition */
+    double bandwidth, bandwidth_best; /* GB/s: median and best of bw */
     double matvec;                    /* GB/s */
     double sgemm;                     /* GFLOP/s of BLAS sgemm (the plain kernel without BLAS) */
     double matmul;                    /* GFLOP/s of matmul() on the same product */
@@ -577,7 +580,9 @@ typedef struct {
     Test *tests;
     double *seconds_store; /* every test's pp_s and tg_s */
     int n_limits;
-    Limits limits[MAX_LIST];
+    Limits limits[MAX_LIST]; /* one per thread count */
+    float *bw_buf;           /* (bw_n) the bandwidth buffer, NULL with --no-limits */
+    size_t bw_n;
     const Model *models;
     int n_models;
     const char *shape; /* NULL for -m models */
@@ -613,6 +618,22 @@ static const Test *find_test(const Report *R, int mode, int k, int threads, int 
             return t;
     }
     return NULL;
+}
+
+/* Per repetition: the rate behind a test's tok/s (tg: weight GB/s streamed, pp: GFLOP/s) and its
+ * efficiency (tg: over the read bandwidth measured in the same repetition; pp: over the sgemm
+ * peak). The efficiency is NAN when the limits were not measured. Returns the median efficiency
+ * and leaves the median rate in *rate. */
+static double efficiency(const Report *R, const Test *t, int tg, double *rate)
+{
+    const Limits *lim = limits_for(R, t->threads);
+    double x[MAX_REPS], e[MAX_REPS];
+    for (int j = 0; j < R->r; j++) {
+        x[j] = tg ? t->tg_bytes / t->tg_s[j] / 1e9 : t->pp_flops / t->pp_s[j] / 1e9;
+        e[j] = !lim ? NAN : tg ? x[j] / lim->bw[j] : x[j] / lim->sgemm;
+    }
+    *rate = median(x, R->r);
+    return median(e, R->r);
 }
 
 /* Per-repetition ratios a/b of tg tok/s (end_to_end: of (p + n) / (pp + tg) seconds). */
@@ -669,28 +690,20 @@ static void print_md(FILE *f, const Report *R)
     fprintf(f, "| ---------- | -: | ------ | ------: | ------ | ------------------: | ------------------------- | ------------------- |\n");
     for (int i = 0; i < R->n_tests; i++) {
         const Test *t = &R->tests[i];
-        const Limits *lim = limits_for(R, t->threads);
         for (int tg = 0; tg <= 1; tg++) {
             int tokens = tg ? t->n_gen : t->n_prompt;
             if (tokens == 0)
                 continue;
-            char test[32], tps[64], counts[160], eff[64] = "";
+            char test[32], tps[64], counts[160], eff[64];
             snprintf(test, sizeof test, "%s%d", tg ? "tg" : "pp", tokens);
             double x[MAX_REPS];
             rates(t, R->r, tg, x);
             snprintf(tps, sizeof tps, "%.1f +- %.1f", median(x, R->r), mad(x, R->r));
             format_counts(counts, sizeof counts, tg ? &t->tg : &t->pp, t->k);
-            if (tg) {
-                for (int j = 0; j < R->r; j++)
-                    x[j] = t->tg_bytes / t->tg_s[j] / 1e9;
-                double gbs = median(x, R->r);
-                snprintf(eff, sizeof eff, lim ? "%.1f GB/s (%.0f%%)" : "%.1f GB/s", gbs, lim ? 100 * gbs / lim->bandwidth : 0);
-            } else {
-                for (int j = 0; j < R->r; j++)
-                    x[j] = t->pp_flops / t->pp_s[j] / 1e9;
-                double gfs = median(x, R->r);
-                snprintf(eff, sizeof eff, lim ? "%.1f GFLOP/s (%.0f%%)" : "%.1f GFLOP/s", gfs, lim ? 100 * gfs / lim->sgemm : 0);
-            }
+            double rate, e = efficiency(R, t, tg, &rate);
+            int n = snprintf(eff, sizeof eff, tg ? "%.1f GB/s" : "%.1f GFLOP/s", rate);
+            if (isfinite(e))
+                snprintf(eff + n, sizeof eff - (size_t)n, " (%.0f%%)", 100 * e);
             fprintf(f, "| %-10s | %2d | %-6s | %7d | %-6s | %19s | %-25s | %-19s |\n", mode_name(t->mode),
                     t->mode == MODE_SINGLE ? 1 : t->k, R->label, t->threads, test, tps, counts, eff);
         }
@@ -855,25 +868,21 @@ static void print_json(FILE *f, const Report *R)
     int first = 1;
     for (int i = 0; i < R->n_tests; i++) {
         const Test *t = &R->tests[i];
-        const Limits *lim = limits_for(R, t->threads);
         for (int tg = 0; tg <= 1; tg++) {
             int tokens = tg ? t->n_gen : t->n_prompt;
             if (tokens == 0)
                 continue;
-            double x[MAX_REPS], rate[MAX_REPS];
+            double x[MAX_REPS], rate, e = efficiency(R, t, tg, &rate);
             rates(t, R->r, tg, x);
-            for (int j = 0; j < R->r; j++)
-                rate[j] = tg ? t->tg_bytes / t->tg_s[j] / 1e9 : t->pp_flops / t->pp_s[j] / 1e9;
             fprintf(f, "%s\n {\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",", mode_name(t->mode), t->k);
             json_string(f, R->label);
             fprintf(f, ",\"threads\":%d,\"test\":\"%s%d\",\"n_prompt\":%d,\"n_gen\":%d,\"tok_s\":", t->threads,
                     tg ? "tg" : "pp", tokens, t->n_prompt, t->n_gen);
             json_stats(f, x, R->r);
-            double r_med = median(rate, R->r);
             fprintf(f, tg ? ",\"weight_gbs\":" : ",\"gflops\":");
-            json_number(f, r_med);
+            json_number(f, rate);
             fprintf(f, tg ? ",\"decode_efficiency\":" : ",\"prefill_efficiency\":");
-            json_number(f, lim ? r_med / (tg ? lim->bandwidth : lim->sgemm) : NAN);
+            json_number(f, e);
             fprintf(f, ",\"per_member\":");
             json_counts(f, tg ? &t->tg : &t->pp, t->k);
             fprintf(f, "}");
@@ -1047,18 +1056,9 @@ static int list_max(const int *x, int n)
     return m;
 }
 
-/* Tests that share threads, prompt and generation length form a group: [g, group_end). */
-static int group_end(const Report *R, int g)
-{
-    int end = g;
-    while (end < R->n_tests && R->tests[end].threads == R->tests[g].threads &&
-           R->tests[end].n_prompt == R->tests[g].n_prompt && R->tests[end].n_gen == R->tests[g].n_gen)
-        end++;
-    return end;
-}
-
-/* Every combination of the options, grouped by (threads, p, n); in a group single comes first,
- * then each K with its modes side by side (CE, then ME). */
+/* Every combination of the options, in the order they run: by thread count, prompt and
+ * generation length; within those, single first, then each K with its modes side by side (CE,
+ * then ME), so that the two halves of an ME/CE ratio run next to each other. */
 static int plan_tests(Report *R, const Options *o)
 {
     int most = o->nt * o->np * o->nn * o->n_modes * o->nk;
@@ -1097,33 +1097,56 @@ static int warm_up(const Setup *setup, int n_models, const Options *o, char err[
             Setup one = *setup;
             one.members[0] = setup->members[i];
             Run run;
-            if (run_single(&one, list_max(o->ps, o->np), 4, &run, err))
+            int p = list_max(o->ps, o->np), room = setup->members[i]->config.seq_len - p;
+            if (run_single(&one, p, room < 4 ? room : 4, &run, err))
                 return -1;
         }
     }
     return 0;
 }
 
-/* The repetitions. Each group runs forwards on even repetitions and backwards on odd ones, so a
- * slow drift of the machine's speed weighs on every test alike. */
+/* One untimed forward of one token through each of the first k members. A test's timing depends
+ * on what the machine did just before it: whether its weights, and the page-table entries of
+ * their mapping, are still in cache after another member's run or a bandwidth pass over a GiB
+ * (a 16-token prefill of the 110M shape measured at half speed after one). So every test starts
+ * from the same state, the one a running generation is in: its members' weights just read. */
+static int touch_members(const Setup *setup, int k, char err[])
+{
+    for (int i = 0; i < k; i++) {
+        Setup one = *setup;
+        one.members[0] = setup->members[i];
+        Run run;
+        if (run_single(&one, 1, 0, &run, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* The repetitions. Odd repetitions run the whole plan backwards (thread counts, groups and the
+ * tests in them), so that a slow drift of the machine's speed, or an effect of one test on the
+ * next, weighs on every test alike. */
 static int run_tests(Report *R, const Setup *setup, char err[])
 {
     for (int rep = 0; rep < R->r; rep++) {
         fprintf(stderr, "llamix bench: repetition %d of %d\n", rep + 1, R->r);
-        for (int g = 0, end; g < R->n_tests; g = end) {
-            end = group_end(R, g);
-            cli_threads(R->tests[g].threads);
-            for (int j = 0; j < end - g; j++) {
-                Test *t = &R->tests[rep % 2 ? end - 1 - j : g + j];
-                Run run;
-                if (t->mode == MODE_SINGLE ? run_single(setup, t->n_prompt, t->n_gen, &run, err)
-                                           : run_ensemble(setup, t->mode, t->k, t->n_prompt, t->n_gen, &run, err))
-                    return -1;
-                t->pp_s[rep] = run.pp_s;
-                t->tg_s[rep] = run.tg_s;
-                t->pp = run.pp;
-                t->tg = run.tg;
-            }
+        /* the read bandwidth of this moment, for the decode efficiencies of this repetition */
+        for (int i = 0; i < R->n_limits && R->bw_buf; i++) {
+            double best;
+            cli_threads(R->limits[i].threads);
+            R->limits[i].bw[rep] = measure_bandwidth(R->bw_buf, R->bw_n, 3, &best);
+        }
+        for (int j = 0; j < R->n_tests; j++) {
+            Test *t = &R->tests[rep % 2 ? R->n_tests - 1 - j : j];
+            Run run;
+            cli_threads(t->threads);
+            if (touch_members(setup, t->k, err) ||
+                (t->mode == MODE_SINGLE ? run_single(setup, t->n_prompt, t->n_gen, &run, err)
+                                        : run_ensemble(setup, t->mode, t->k, t->n_prompt, t->n_gen, &run, err)))
+                return -1;
+            t->pp_s[rep] = run.pp_s;
+            t->tg_s[rep] = run.tg_s;
+            t->pp = run.pp;
+            t->tg = run.tg;
         }
     }
     return 0;
@@ -1150,28 +1173,35 @@ static void account(Report *R, const Model *models, int n_models)
         R->checkpoint_bytes += (double)models[i].size;
 }
 
-/* The machine's limits at every thread count of the run. */
-static int measure_limits(Report *R, const Options *o)
+/* The bandwidth buffer, allocated and touched before the runs: the read bandwidth is measured at
+ * every repetition, beside the tests it is compared with (it drifts on a shared machine). */
+static int limits_init(Report *R, const Options *o)
 {
-    size_t n = (size_t)o->bw_mib * 1024 * 1024 / sizeof(float);
-    float *buf = alloc_zeroed(n, sizeof(float));
-    if (!buf) {
+    R->bw_n = (size_t)o->bw_mib * 1024 * 1024 / sizeof(float);
+    R->bw_buf = alloc_zeroed(R->bw_n, sizeof(float));
+    if (!R->bw_buf) {
         cli_error("out of memory for a %d MiB bandwidth buffer (--bw-mib)", o->bw_mib);
         return -1;
     }
-    for (size_t i = 0; i < n; i += 1024)
-        buf[i] = 1.0f;
-    for (int ti = 0; ti < o->nt; ti++) {
-        Limits *l = &R->limits[R->n_limits++];
-        cli_threads(o->ts[ti]);
-        l->threads = o->ts[ti];
-        l->bandwidth = measure_bandwidth(buf, n, 7, &l->bandwidth_best);
-        l->matvec = measure_matvec(buf, n, 5);
+    for (size_t i = 0; i < R->bw_n; i += 1024)
+        R->bw_buf[i] = 1.0f;
+    for (int ti = 0; ti < o->nt; ti++)
+        R->limits[R->n_limits++].threads = o->ts[ti];
+    return 0;
+}
+
+/* After the runs: the bandwidth's median over the repetitions, and the kernels' ceilings. */
+static void limits_finish(Report *R)
+{
+    for (int i = 0; i < R->n_limits; i++) {
+        Limits *l = &R->limits[i];
+        cli_threads(l->threads);
+        l->bandwidth = median(l->bw, R->r);
+        l->bandwidth_best = max_of(l->bw, R->r);
+        l->matvec = measure_matvec(R->bw_buf, R->bw_n, 5);
         l->sgemm = measure_product(SGEMM_SIZE, 3, 1);
         l->matmul = measure_product(SGEMM_SIZE, 3, 0);
     }
-    free(buf);
-    return 0;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -1244,6 +1274,8 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < n_models; i++)
         setup.members[i] = &models[i];
 
+    if (o.limits && limits_init(&R, &o))
+        goto done;
     fprintf(stderr, "llamix bench: warming up\n");
     double busy0 = machine_busy_seconds(), own0 = own_cpu_seconds(), wall0 = now_seconds();
     if (warm_up(&setup, n_models, &o, err) || run_tests(&R, &setup, err)) {
@@ -1252,14 +1284,13 @@ int cmd_bench(int argc, char **argv)
     }
     R.background = (machine_busy_seconds() - busy0 - (own_cpu_seconds() - own0)) / (now_seconds() - wall0);
     account(&R, models, n_models);
-    R.rss_peak = peak_rss();
+    /* the bandwidth buffer was resident all along: take it out of the peak */
+    R.rss_peak = peak_rss() - (double)R.bw_n * sizeof(float);
     R.process_threads = process_threads();
     R.blas_threads = blas_threads();
-    /* the limits last, so that their buffers stay out of the peak RSS above */
     if (o.limits) {
-        fprintf(stderr, "llamix bench: measuring memory bandwidth and sgemm peak\n");
-        if (measure_limits(&R, &o))
-            goto done;
+        fprintf(stderr, "llamix bench: measuring matvec and sgemm peaks\n");
+        limits_finish(&R);
     }
     if (o.shape) {
         snprintf(R.label, sizeof R.label, "%s", o.shape);
@@ -1281,6 +1312,7 @@ int cmd_bench(int argc, char **argv)
     }
     status = EXIT_OK;
 done:
+    free(R.bw_buf);
     free(R.tests);
     free(R.seconds_store);
     free(prompt);

@@ -1,7 +1,7 @@
 /* forward.c: the transformer forward pass of llama2.c over T tokens at once.
  *
  * Per layer, for the T new rows x (T, D) at positions pos..pos+T-1:
- *   xb = rmsnorm(x);  q = xb Wq^T;  k = xb Wk^T;  v = xb Wv^T      (k, v go straight into the cache)
+ *   xb = rmsnorm(x);  q = xb Wq^T;  k = xb Wk^T;  v = xb Wv^T      (k, v are appended to the cache)
  *   rotate q and k by their positions (RoPE on adjacent pairs)
  *   each row attends causally to every cached position <= its own (grouped-query: query head h
  *   reads kv head h / (NH / NKV))
@@ -73,12 +73,29 @@ int forward_state_init(ForwardState *s, const ModelConfig *c, int n_ctx, int max
     return 0;
 }
 
-/* A matrix product y (T, N) = x (T, K) W^T: the fast dispatcher, or the scalar reference. */
+/* The matrix products of a layer, y (T, N) = x (T, K) W^T: the fast threaded kernels, or the
+ * scalar reference one product after the other. */
 typedef void (*MatmulFn)(float *y, const float *x, const float *w, int T, int K, int N);
+typedef void (*ManyFn)(const float *x, int T, int K, const Product *p, int n);
+typedef void (*SwigluFn)(float *h, float *u, const float *x, const float *w1, const float *w3, int T, int K, int H);
 
 static void matmul_scalar(float *y, const float *x, const float *w, int T, int K, int N)
 {
     matmul_reference(y, x, w, T, K, N, 0, N);
+}
+
+static void matmul_many_scalar(const float *x, int T, int K, const Product *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        matmul_scalar(p[i].y, x, p[i].w, T, K, p[i].N);
+}
+
+static void matmul_swiglu_scalar(float *h, float *u, const float *x, const float *w1, const float *w3,
+                                 int T, int K, int H)
+{
+    matmul_scalar(h, x, w1, T, K, H);
+    matmul_scalar(u, x, w3, T, K, H);
+    swiglu(h, u, T, H);
 }
 
 /* Rotate each adjacent pair (v[2i], v[2i+1]) of every head of one row by its position's angle. */
@@ -95,17 +112,17 @@ static void rope(float *v, int n_heads, int head_size, const float *cos_row, con
 }
 
 /* Causal attention of one query head at position p over cached positions 0..p.
- * q (HS), keys/values (n_ctx, KVD) of this layer, out (HS), scores (p + 1) scratch. */
+ * q (HS), keys/values (n_ctx, HS) of its kv head in this layer, out (HS), scores (p + 1) scratch. */
 typedef void (*AttendFn)(float *out, const float *q, const float *keys, const float *values, int p,
-                         int kv_dim, int kv_offset, int head_size, float *scores);
+                         int head_size, float *scores);
 
 /* The reference: plain loops, one running sum per dot product. */
 static void attend_reference(float *out, const float *q, const float *keys, const float *values, int p,
-                             int kv_dim, int kv_offset, int head_size, float *scores)
+                             int head_size, float *scores)
 {
     float scale = 1.0f / sqrtf((float)head_size);
     for (int t = 0; t <= p; t++) {
-        const float *k = keys + (size_t)t * kv_dim + kv_offset;
+        const float *k = keys + (size_t)t * head_size;
         float dot = 0.0f;
         for (int i = 0; i < head_size; i++)
             dot += q[i] * k[i];
@@ -114,7 +131,7 @@ static void attend_reference(float *out, const float *q, const float *keys, cons
     softmax(scores, p + 1);
     memset(out, 0, (size_t)head_size * sizeof(float));
     for (int t = 0; t <= p; t++) {
-        const float *v = values + (size_t)t * kv_dim + kv_offset;
+        const float *v = values + (size_t)t * head_size;
         float a = scores[t];
         for (int i = 0; i < head_size; i++)
             out[i] += a * v[i];
@@ -154,15 +171,15 @@ static inline float dot_lanes(const float *a, const float *b, int n)
 /* The same attention with vectorisable dot products (the value sum vectorises as it is). */
 VECTOR_CLONES
 static void attend_fast(float *out, const float *q, const float *keys, const float *values, int p,
-                        int kv_dim, int kv_offset, int head_size, float *scores)
+                        int head_size, float *scores)
 {
     float scale = 1.0f / sqrtf((float)head_size);
     for (int t = 0; t <= p; t++)
-        scores[t] = dot_lanes(q, keys + (size_t)t * kv_dim + kv_offset, head_size) * scale;
+        scores[t] = dot_lanes(q, keys + (size_t)t * head_size, head_size) * scale;
     softmax(scores, p + 1);
     memset(out, 0, (size_t)head_size * sizeof(float));
     for (int t = 0; t <= p; t++) {
-        const float *v = values + (size_t)t * kv_dim + kv_offset;
+        const float *v = values + (size_t)t * head_size;
         float a = scores[t];
         for (int i = 0; i < head_size; i++)
             out[i] += a * v[i];
@@ -172,17 +189,17 @@ static void attend_fast(float *out, const float *q, const float *keys, const flo
 /* The two ways through the forward: the fast kernels, or plain loops (the tests' oracle). */
 typedef struct {
     MatmulFn mm;
+    ManyFn many;
+    SwigluFn ffn_gate;
     AttendFn attend;
 } Path;
 
-static const Path FAST = {matmul, attend_fast};
-static const Path REFERENCE = {matmul_scalar, attend_reference};
+static const Path FAST = {matmul, matmul_many, matmul_swiglu, attend_fast};
+static const Path REFERENCE = {matmul_scalar, matmul_many_scalar, matmul_swiglu_scalar, attend_reference};
 
 /* Attention of fewer multiply-adds than this runs on one thread: starting the others costs a few
  * microseconds (about 4 us for a parallel region on a 2-core VM). */
 #define ATTENTION_SERIAL_WORK 16384
-/* The same for loops over activations (an expf each). */
-#define ELEMENTWISE_SERIAL_WORK 16384
 
 /* T <= max_batch rows at positions pos..pos+T-1; leaves the final hidden states in s->x. */
 static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int T, int pos, const Path *path)
@@ -193,35 +210,40 @@ static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int
     const int D = c->dim, H = c->hidden_dim, KVD = model_kv_dim(c), HS = model_head_size(c);
     const int NH = c->n_heads, kv_mul = c->n_heads / c->n_kv_heads;
     const size_t DD = (size_t)D * D, KD = (size_t)KVD * D, HD = (size_t)H * D;
-    const size_t layer_cache = (size_t)s->n_ctx * KVD;
+    const int KVH = c->n_kv_heads;
+    const size_t head_cache = (size_t)s->n_ctx * HS; /* one kv head of one layer */
 
     for (int t = 0; t < T; t++)
         memcpy(s->x + (size_t)t * D, w->token_embedding + (size_t)tokens[t] * D, (size_t)D * sizeof(float));
 
     for (int l = 0; l < c->n_layers; l++) {
-        float *keys = s->key_cache + (size_t)l * layer_cache;     /* (n_ctx, KVD) */
-        float *values = s->value_cache + (size_t)l * layer_cache; /* (n_ctx, KVD) */
-        float *k_new = keys + (size_t)pos * KVD, *v_new = values + (size_t)pos * KVD;
+        float *keys = s->key_cache + (size_t)l * KVH * head_cache;     /* (KVH, n_ctx, HS) */
+        float *values = s->value_cache + (size_t)l * KVH * head_cache; /* (KVH, n_ctx, HS) */
 
         /* attention */
         for (int t = 0; t < T; t++)
             rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_att + (size_t)l * D, D);
-        mm(s->q, s->xb, w->wq + l * DD, T, D, D);
-        mm(k_new, s->xb, w->wk + l * KD, T, D, KVD);
-        mm(v_new, s->xb, w->wv + l * KD, T, D, KVD);
+        const Product qkv[3] = {{s->q, w->wq + l * DD, D}, {s->k, w->wk + l * KD, KVD}, {s->v, w->wv + l * KD, KVD}};
+        path->many(s->xb, T, D, qkv, 3);
         for (int t = 0; t < T; t++) {
             const float *cs = s->rope_cos + (size_t)(pos + t) * (HS / 2);
             const float *sn = s->rope_sin + (size_t)(pos + t) * (HS / 2);
             rope(s->q + (size_t)t * D, NH, HS, cs, sn);
-            rope(k_new + (size_t)t * KVD, c->n_kv_heads, HS, cs, sn);
+            rope(s->k + (size_t)t * KVD, KVH, HS, cs, sn);
+            for (int h = 0; h < KVH; h++) {
+                size_t at = h * head_cache + (size_t)(pos + t) * HS;
+                memcpy(keys + at, s->k + (size_t)t * KVD + (size_t)h * HS, (size_t)HS * sizeof(float));
+                memcpy(values + at, s->v + (size_t)t * KVD + (size_t)h * HS, (size_t)HS * sizeof(float));
+            }
         }
         /* about T * NH * (pos + T / 2) * HS multiply-adds each for the scores and the values */
         #pragma omp parallel for collapse(2) schedule(static) if ((double)T * NH * (pos + T) * HS > ATTENTION_SERIAL_WORK)
         for (int t = 0; t < T; t++)
-            for (int h = 0; h < NH; h++)
+            for (int h = 0; h < NH; h++) {
+                size_t kv = (size_t)(h / kv_mul) * head_cache;
                 path->attend(s->xb + (size_t)t * D + (size_t)h * HS, s->q + (size_t)t * D + (size_t)h * HS,
-                       keys, values, pos + t, KVD, (h / kv_mul) * HS, HS,
-                       s->att + ((size_t)t * NH + h) * s->n_ctx);
+                             keys + kv, values + kv, pos + t, HS, s->att + ((size_t)t * NH + h) * s->n_ctx);
+            }
         mm(s->xb2, s->xb, w->wo + l * DD, T, D, D);
         for (size_t i = 0; i < (size_t)T * D; i++)
             s->x[i] += s->xb2[i];
@@ -229,14 +251,7 @@ static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int
         /* feed-forward: SwiGLU */
         for (int t = 0; t < T; t++)
             rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_ffn + (size_t)l * D, D);
-        mm(s->hb, s->xb, w->w1 + l * HD, T, D, H);
-        mm(s->hb2, s->xb, w->w3 + l * HD, T, D, H);
-        /* an expf per hidden unit: for a prefill batch that is worth both cores */
-        #pragma omp parallel for schedule(static) if ((size_t)T * H > ELEMENTWISE_SERIAL_WORK)
-        for (size_t i = 0; i < (size_t)T * H; i++) {
-            float g = s->hb[i];
-            s->hb[i] = g * (1.0f / (1.0f + expf(-g))) * s->hb2[i];
-        }
+        path->ffn_gate(s->hb, s->hb2, s->xb, w->w1 + l * HD, w->w3 + l * HD, T, D, H);
         mm(s->xb2, s->hb, w->w2 + l * HD, T, H, D);
         for (size_t i = 0; i < (size_t)T * D; i++)
             s->x[i] += s->xb2[i];

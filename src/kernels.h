@@ -16,6 +16,21 @@
 /* y (T, N) = x (T, K) W^T, W (N, K); T, K, N >= 1. Threaded; picks the kernel. */
 void matmul(float *y, const float *x, const float *w, int T, int K, int N);
 
+/* Several products of one input, y_i (T, N_i) = x (T, K) W_i^T (the query, key and value
+ * projections), threaded in one parallel region instead of one each. */
+typedef struct {
+    float *y;
+    const float *w;
+    int N;
+} Product;
+void matmul_many(const float *x, int T, int K, const Product *p, int n);
+
+/* SwiGLU's gated products in one parallel region: h (T, H) = silu(x W1^T) * (x W3^T), with
+ * silu(g) = g / (1 + e^-g); u (T, H) is scratch that receives x W3^T. */
+void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const float *w3, int T, int K, int H);
+/* The gate alone, h = silu(h) * u over (T, H): the plain path of the same step. */
+void swiglu(float *h, const float *u, int T, int H);
+
 /* Single-threaded variants over output rows [n0, n1) (0 <= n0 <= n1 <= N; the other columns of y
  * are left alone), for tests and for matmul() itself. */
 void matmul_reference(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);

@@ -248,6 +248,51 @@ static void test_dispatcher(void **state)
     }
 }
 
+/* matmul_many and matmul_swiglu: products of one input in one parallel region, each thread on its
+ * slice of every product. Against the reference for small (one thread) and split shapes, with
+ * products of different N (query 1001 rows, key and value 333 as with grouped-query heads). */
+static void test_grouped_products(void **state)
+{
+    (void)state;
+    threads_set(3);
+    uint64_t rng = 0x5EED0006;
+    const int shapes[][3] = {{1, 17, 7}, {3, 33, 65}, {1, 129, 1001}, {4, 288, 768}, {9, 129, 1001}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        int T = shapes[c][0], K = shapes[c][1], N = shapes[c][2], M = N / 3 > 0 ? N / 3 : 1;
+        float *x = random_floats((size_t)T * K, &rng);
+        float *w[3] = {random_floats((size_t)N * K, &rng), random_floats((size_t)M * K, &rng),
+                       random_floats((size_t)M * K, &rng)};
+        float *y[3] = {filled((size_t)T * N, SENTINEL), filled((size_t)T * M, SENTINEL), filled((size_t)T * M, SENTINEL)};
+        float *ref = filled((size_t)T * N, SENTINEL);
+        Product p[3] = {{y[0], w[0], N}, {y[1], w[1], M}, {y[2], w[2], M}};
+        matmul_many(x, T, K, p, 3);
+        for (int i = 0; i < 3; i++) {
+            matmul_reference(ref, x, w[i], T, K, p[i].N, 0, p[i].N);
+            double err = worst_error(y[i], ref, x, w[i], T, K, p[i].N, 0, p[i].N);
+            if (err > 1.0)
+                fail_msg("matmul_many product %d, T %d K %d N %d: error %.2f x tolerance", i, T, K, p[i].N, err);
+        }
+
+        /* h = silu(x W1^T) * (x W3^T), W1 = w[1], W3 = w[2] (both M rows) */
+        float *u = filled((size_t)T * M, SENTINEL), *g = filled((size_t)T * M, SENTINEL);
+        matmul_swiglu(y[1], u, x, w[1], w[2], T, K, M);
+        matmul_reference(g, x, w[1], T, K, M, 0, M);
+        matmul_reference(ref, x, w[2], T, K, M, 0, M);
+        for (int i = 0; i < T * M; i++) {
+            float want = g[i] / (1.0f + expf(-g[i])) * ref[i];
+            assert_close(y[1][i], want, 1e-4f * (1.0f + fabsf(want)));
+        }
+        free(u);
+        free(g);
+        free(x);
+        free(ref);
+        for (int i = 0; i < 3; i++) {
+            free(w[i]);
+            free(y[i]);
+        }
+    }
+}
+
 /* Negative control: the comparison must notice one wrong weight in a kernel's input. */
 static void test_tolerance_catches_one_wrong_weight(void **state)
 {
@@ -332,6 +377,7 @@ int main(void)
         cmocka_unit_test_teardown(test_stream_long_rows, restore_defaults),
         cmocka_unit_test(test_blas),
         cmocka_unit_test_teardown(test_dispatcher, restore_defaults),
+        cmocka_unit_test_teardown(test_grouped_products, restore_defaults),
         cmocka_unit_test(test_tolerance_catches_one_wrong_weight),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_softmax),

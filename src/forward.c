@@ -236,10 +236,14 @@ static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int
                 memcpy(values + at, s->v + (size_t)t * KVD + (size_t)h * HS, (size_t)HS * sizeof(float));
             }
         }
-        /* about T * NH * (pos + T / 2) * HS multiply-adds each for the scores and the values */
+        /* about T * NH * (pos + T / 2) * HS multiply-adds each for the scores and the values.
+         * Heads outermost: a thread takes whole heads with all their rows, so it reads those heads'
+         * cached keys and values from memory once and the rows after the first find them in its
+         * cache; split by rows, every thread would fetch every head's (a 15M-shape catch-up of 2 to
+         * 8 rows took about 5% less time this way, with cold caches on 2 threads). */
         #pragma omp parallel for collapse(2) schedule(static) if ((double)T * NH * (pos + T) * HS > ATTENTION_SERIAL_WORK)
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < NH; h++) {
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
                 size_t kv = (size_t)(h / kv_mul) * head_cache;
                 path->attend(s->xb + (size_t)t * D + (size_t)h * HS, s->q + (size_t)t * D + (size_t)h * HS,
                              keys + kv, values + kv, pos + t, HS, s->att + ((size_t)t * NH + h) * s->n_ctx);

@@ -85,7 +85,8 @@ void matmul_reference(float *y, const float *x, const float *w, int T, int K, in
 
 /* Short rows and few inputs (AVX-512: T = 2..4, K <= this) go one weight row at a time. With
  * cold weights on 2 threads, K = 288 (the 15M shape; N = 768 and 32000) took 10 to 20% less time
- * at T = 2..4 than in blocks; at K = 768 the two were level, at K = 2048 rows were 10% slower. */
+ * at T = 2..4 than in blocks of rows; at K = 768 the two were level, at K = 2048 one row at a time
+ * was 10% slower. For T = 5..8 (two groups of inputs per row) the forward got no faster. */
 #define ONE_ROW_MAX_K 512
 
 /* Input rows per tile (matmul_stream): half of this machine's 1 MB L2; measured best of 128 KB to

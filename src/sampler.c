@@ -140,6 +140,9 @@ static int sample_mult(const float *probs, int n, float coin)
  * the max (so exp never overflows), exp, sum in float in index order, divide by the sum. If the
  * scaled logits are not finite (T so small that logit / T overflows, or all logits -inf) run.c
  * would produce NaNs; we take the limit T -> 0 instead, the one-hot at the argmax. */
+/* Vocabularies at least this large take their exps on all threads. */
+#define SOFTMAX_PARALLEL_MIN 4096
+
 static void softmax_temperature(const float *logits, int n, float temperature, float *out)
 {
     for (int i = 0; i < n; i++)
@@ -154,11 +157,14 @@ static void softmax_temperature(const float *logits, int n, float temperature, f
         out[best] = 1.0f;
         return;
     }
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
+    /* The exps are independent, so they may go to the cores (32000 of them are most of the 160
+     * us a sample took with one thread); the sum stays sequential, as run.c adds. */
+    #pragma omp parallel for schedule(static) if (n >= SOFTMAX_PARALLEL_MIN)
+    for (int i = 0; i < n; i++)
         out[i] = expf(out[i] - max);
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++)
         sum += out[i];
-    }
     for (int i = 0; i < n; i++)
         out[i] /= sum;
 }

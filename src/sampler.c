@@ -136,13 +136,13 @@ static int sample_mult(const float *probs, int n, float coin)
     return n - 1;
 }
 
+/* Vocabularies at least this large take their exps on all threads. */
+#define SOFTMAX_PARALLEL_MIN 4096
+
 /* out (n) = softmax(logits / T) with run.c's float operations in run.c's order: divide, subtract
  * the max (so exp never overflows), exp, sum in float in index order, divide by the sum. If the
  * scaled logits are not finite (T so small that logit / T overflows, or all logits -inf) run.c
  * would produce NaNs; we take the limit T -> 0 instead, the one-hot at the argmax. */
-/* Vocabularies at least this large take their exps on all threads. */
-#define SOFTMAX_PARALLEL_MIN 4096
-
 static void softmax_temperature(const float *logits, int n, float temperature, float *out)
 {
     for (int i = 0; i < n; i++)

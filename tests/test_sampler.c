@@ -757,15 +757,15 @@ static int llama2c_sample(float *logits, int n, float temperature, float top_p, 
     return pairs[last].index;
 }
 
-static void test_matches_llama2c(void **state)
+/* sampler_sample against run.c's sample() for V tokens: the same token and rng state each step. */
+static void check_matches_llama2c(int V, int seeds, int steps)
 {
-    (void)state;
-    enum { V = 512, SEEDS = 12, STEPS = 60 };
     const float top_ps[5] = {0.0f, 0.5f, 0.9f, 0.99f, 1.0f};
     const float temps[4] = {0.0f, 0.5f, 1.0f, 1.4f};
     const double scales[3] = {0.3, 2.0, 6.0};
-    float logits[V], work[V];
-    RefPair pairs[V];
+    float *logits = malloc((size_t)V * sizeof *logits), *work = malloc((size_t)V * sizeof *work);
+    RefPair *pairs = malloc((size_t)V * sizeof *pairs);
+    assert_true(logits && work && pairs);
     uint64_t x = 314159;
     long compared = 0;
 
@@ -775,17 +775,17 @@ static void test_matches_llama2c(void **state)
             char err[ERR_LEN];
             assert_int_equal(sampler_init(&s, V, params(temps[b], 0, 0.9f, 0), err), 0);
             s.params.top_p = top_ps[a]; /* 0 is refused by the check but means "off" as in run.c */
-            for (int seed = 1; seed <= SEEDS; seed++) {
+            for (int seed = 1; seed <= seeds; seed++) {
                 Rng r;
                 rng_seed(&r, (uint64_t)seed * 1000003u);
                 uint64_t ref = r.state;
-                for (int step = 0; step < STEPS; step++) {
+                for (int step = 0; step < steps; step++) {
                     random_logits(&x, logits, V, scales[(seed + step) % 3]);
-                    memcpy(work, logits, sizeof logits);
+                    memcpy(work, logits, (size_t)V * sizeof *work);
                     int want = llama2c_sample(work, V, temps[b], top_ps[a], &ref, pairs);
                     int got = sampler_sample(&s, logits, &r);
                     if (got != want || r.state != ref)
-                        fail_msg("top_p %g T %g seed %d step %d: token %d, run.c %d", top_ps[a],
+                        fail_msg("V %d top_p %g T %g seed %d step %d: token %d, run.c %d", V, top_ps[a],
                                  temps[b], seed, step, got, want);
                     compared++;
                 }
@@ -793,7 +793,18 @@ static void test_matches_llama2c(void **state)
             sampler_free(&s);
         }
     }
-    assert_int_equal(compared, 5 * 4 * SEEDS * STEPS);
+    assert_int_equal(compared, 5 * 4 * seeds * steps);
+    free(logits);
+    free(work);
+    free(pairs);
+}
+
+/* 512 tokens; and 32000 (llama2's vocabulary), where the softmax takes its exps on all threads. */
+static void test_matches_llama2c(void **state)
+{
+    (void)state;
+    check_matches_llama2c(512, 12, 60);
+    check_matches_llama2c(32000, 2, 15);
 }
 
 /* ------------------------------------------------------------------ draws follow S(p) */

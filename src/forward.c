@@ -116,6 +116,19 @@ static void rope(float *v, int n_heads, int head_size, const float *cos_row, con
 typedef void (*AttendFn)(float *out, const float *q, const float *keys, const float *values, int p,
                          int head_size, float *scores);
 
+/* out (HS) = sum over t <= p of weights[t] * values[t]: the attention's output from its softmaxed
+ * scores. Plain loops that vectorise as they are (along HS), in both paths. */
+static inline void weighted_values(float *out, const float *weights, const float *values, int p, int head_size)
+{
+    memset(out, 0, (size_t)head_size * sizeof(float));
+    for (int t = 0; t <= p; t++) {
+        const float *v = values + (size_t)t * head_size;
+        float a = weights[t];
+        for (int i = 0; i < head_size; i++)
+            out[i] += a * v[i];
+    }
+}
+
 /* The reference: plain loops, one running sum per dot product. */
 static void attend_reference(float *out, const float *q, const float *keys, const float *values, int p,
                              int head_size, float *scores)
@@ -129,32 +142,7 @@ static void attend_reference(float *out, const float *q, const float *keys, cons
         scores[t] = dot * scale;
     }
     softmax(scores, p + 1);
-    memset(out, 0, (size_t)head_size * sizeof(float));
-    for (int t = 0; t <= p; t++) {
-        const float *v = values + (size_t)t * head_size;
-        float a = scores[t];
-        for (int i = 0; i < head_size; i++)
-            out[i] += a * v[i];
-    }
-}
-
-/* a (n) . b (n) as 16 partial sums. One running sum makes every add wait for the previous one
- * (a dependency chain of n adds); 16 independent lanes are what the compiler turns into vector
- * registers, so a head's score costs a few vector operations instead of HS chained adds. */
-#define DOT_LANES 16
-static inline float dot_lanes(const float *a, const float *b, int n)
-{
-    float acc[DOT_LANES] = {0};
-    int i = 0;
-    for (; i + DOT_LANES <= n; i += DOT_LANES)
-        for (int l = 0; l < DOT_LANES; l++)
-            acc[l] += a[i + l] * b[i + l];
-    float sum = 0.0f;
-    for (; i < n; i++)
-        sum += a[i] * b[i];
-    for (int l = 0; l < DOT_LANES; l++)
-        sum += acc[l];
-    return sum;
+    weighted_values(out, scores, values, p, head_size);
 }
 
 /* Plain C compiled for several instruction sets, the best picked when the program loads (GCC's
@@ -168,22 +156,17 @@ static inline float dot_lanes(const float *a, const float *b, int n)
 #define VECTOR_CLONES
 #endif
 
-/* The same attention with vectorisable dot products (the value sum vectorises as it is). */
+/* The same attention with each score's dot product as 16 lanes (dot_lanes), which vectorise. */
+#define ATTENTION_LANES 16
 VECTOR_CLONES
 static void attend_fast(float *out, const float *q, const float *keys, const float *values, int p,
                         int head_size, float *scores)
 {
     float scale = 1.0f / sqrtf((float)head_size);
     for (int t = 0; t <= p; t++)
-        scores[t] = dot_lanes(q, keys + (size_t)t * head_size, head_size) * scale;
+        scores[t] = dot_lanes(q, keys + (size_t)t * head_size, head_size, ATTENTION_LANES) * scale;
     softmax(scores, p + 1);
-    memset(out, 0, (size_t)head_size * sizeof(float));
-    for (int t = 0; t <= p; t++) {
-        const float *v = values + (size_t)t * head_size;
-        float a = scores[t];
-        for (int i = 0; i < head_size; i++)
-            out[i] += a * v[i];
-    }
+    weighted_values(out, scores, values, p, head_size);
 }
 
 /* The two ways through the forward: the fast kernels, or plain loops (the tests' oracle). */

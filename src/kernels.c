@@ -355,28 +355,12 @@ static void stream_avx2(float *y, const float *x, const float *w, int T, int K, 
  * slower here (GCC 12, -O3, SSE2 code). */
 #define GENERIC_LANES 8
 
-/* W[i] . x over K columns. */
-static float dot_generic(const float *w, const float *x, int K)
-{
-    float acc[GENERIC_LANES] = {0};
-    int j = 0;
-    for (; j + GENERIC_LANES <= K; j += GENERIC_LANES)
-        for (int l = 0; l < GENERIC_LANES; l++)
-            acc[l] += w[j + l] * x[j + l];
-    float sum = 0.0f;
-    for (; j < K; j++)
-        sum += w[j] * x[j];
-    for (int l = 0; l < GENERIC_LANES; l++)
-        sum += acc[l];
-    return sum;
-}
-
 /* x (T, K), W (N, K), y (T, N); output rows [n0, n1). */
 static void stream_generic(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
 {
     for (int i = n0; i < n1; i++)
         for (int t = 0; t < T; t++)
-            y[(size_t)t * N + i] = dot_generic(w + (size_t)i * K, x + (size_t)t * K, K);
+            y[(size_t)t * N + i] = dot_lanes(w + (size_t)i * K, x + (size_t)t * K, K, GENERIC_LANES);
 }
 
 /* --- Run-time choice of instruction set. The default build targets plain x86-64, so the wide

@@ -51,6 +51,26 @@ int kernels_blas_min_rows(void);
 void kernels_set_blas_min_rows(int rows);
 int kernels_have_blas(void);
 
+/* a (n) . b (n) kept as `lanes` (1..DOT_MAX_LANES) partial sums. One running sum makes every add
+ * wait for the previous one (a chain of n adds); independent lanes hide that latency, and a
+ * fixed-width inner loop is what a compiler turns into vector registers. Inline, so each caller
+ * is vectorised for the instruction set it is compiled for. */
+#define DOT_MAX_LANES 16
+static inline float dot_lanes(const float *a, const float *b, int n, int lanes)
+{
+    float acc[DOT_MAX_LANES] = {0};
+    int i = 0;
+    for (; i + lanes <= n; i += lanes)
+        for (int l = 0; l < lanes; l++)
+            acc[l] += a[i + l] * b[i + l];
+    float sum = 0.0f;
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    for (int l = 0; l < lanes; l++)
+        sum += acc[l];
+    return sum;
+}
+
 /* o (D) = x / sqrt(mean(x^2) + 1e-5) * weight; o may alias x. */
 void rmsnorm(float *o, const float *x, const float *weight, int D);
 

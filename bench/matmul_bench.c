@@ -28,8 +28,7 @@
 #include <cblas.h>
 #endif
 
-#include "kernels.h"
-#include "util.h"
+#include "internal.h"
 
 #define POOL_BYTES (512.0 * 1024 * 1024) /* copies of W: well past the last-level cache */
 #define MAX_BATCHES 16
@@ -91,7 +90,7 @@ static void kernel_select(Kernel k, int threads)
 #endif
 }
 
-static void kernel_run(Kernel k, float *y, const float *x, const float *w, int T, int K, int N)
+static void kernel_run(Kernel k, float *y, const float *x, const float *w, int T, int K, int N, int threads)
 {
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
     if (k == BLAS_WHOLE) {
@@ -100,7 +99,7 @@ static void kernel_run(Kernel k, float *y, const float *x, const float *w, int T
     }
 #endif
     (void)k;
-    matmul(y, x, w, T, K, N);
+    matmul(y, x, w, T, K, N, threads);
 }
 
 static void fill_uniform(float *v, size_t n, uint64_t *state)
@@ -133,7 +132,7 @@ static void time_kernels(double seconds[N_KERNELS], double fastest[N_KERNELS], f
         for (Kernel k = 0; k < N_KERNELS; k++)
             if (kernel_available(k) && (k == BLAS_WHOLE) == whole) {
                 kernel_select(k, threads);
-                kernel_run(k, y, x, pool, T, K, N); /* warm up threads and code */
+                kernel_run(k, y, x, pool, T, K, N, threads); /* warm up threads and code */
                 n_kernels++;
             }
         double start = now_seconds();
@@ -143,7 +142,7 @@ static void time_kernels(double seconds[N_KERNELS], double fastest[N_KERNELS], f
                     const float *w = pool + (size_t)(next_copy++ % copies) * size; /* never a warm one */
                     kernel_select(k, threads);
                     double t0 = now_seconds();
-                    kernel_run(k, y, x, w, T, K, N);
+                    kernel_run(k, y, x, w, T, K, N, threads);
                     times[k][reps] = now_seconds() - t0;
                 }
             reps++;
@@ -194,9 +193,7 @@ int main(int argc, char **argv)
         memcpy(shapes, model_shapes, sizeof model_shapes);
         n_shapes = N_MODEL_SHAPES;
     }
-    if (threads > 0)
-        threads_set(threads);
-    threads = threads_available();
+    threads = threads_resolve(threads); /* -t, or OpenMP's default */
     char crossover[32] = "never";
     if (kernels_blas_min_rows() < INT_MAX)
         snprintf(crossover, sizeof crossover, "T >= %d", kernels_blas_min_rows());

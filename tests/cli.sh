@@ -5,11 +5,13 @@
 # fails) and that stderr is exactly ONE line that starts with "llamix: " and names the input and
 # the problem (each case lists strings the line must contain).
 # The fixtures are made here: random checkpoints from `llamix init` and hand-made tokenizers.
-# With $LLAMIX_MODELS (the real llama2.c models) present it also checks stories260K's greedy
-# text against llama2.c's test_all.py, ensembles of two real models, and a vocabulary mismatch.
+# `cli.sh real` (tests/cli-real.sh) runs instead the cases that need the real llama2.c models in
+# $LLAMIX_MODELS: stories260K's greedy text against llama2.c's test_all.py, stop strings on it,
+# ensembles of two real models, and mismatches; it exits 77 (automake's SKIP) without them.
 # Environment: LLAMIX (the program, default ./llamix), LLAMIX_MODELS (may be absent).
 # Prints one line per case and "N passed, N failed"; exits 1 if anything failed.
 LLAMIX=${LLAMIX:-./llamix}
+part=${1:-}
 if [ ! -x "$LLAMIX" ]; then
     echo "cli.sh: no llamix program at '$LLAMIX' (set LLAMIX)" >&2
     exit 1
@@ -113,6 +115,7 @@ mkdir "$tmp/dir"
 m=$tmp/m16.bin z=$tmp/tok16.bin
 long="hello hello hello hello hello hello hello hello"
 
+if [ "$part" != real ]; then
 # ------------------------------------------------------------------ the top level
 run "$LLAMIX"
 if [ "$status" -eq 2 ] && grep -q "usage" "$tmp/err" && [ ! -s "$tmp/out" ]; then pass "no arguments: usage on stderr, exit 2"
@@ -140,6 +143,9 @@ error "-t 0" 2 "-t" "0" -- "$LLAMIX" generate -m "$m" -z "$z" -t 0
 error "-s -5" 2 "-s" "-5" -- "$LLAMIX" generate -m "$m" -z "$z" -s -5
 error "-c 0" 2 "-c" "0" -- "$LLAMIX" generate -m "$m" -z "$z" -c 0
 error "no model" 2 "model" -- "$LLAMIX" generate -z "$z"
+error "--stop ''" 2 "--stop" "empty" -- "$LLAMIX" generate -m "$m" -z "$z" -r ""
+error "-c beyond seq_len" 2 "-c" "64" -- "$LLAMIX" generate -m "$m" -z "$z" -c 65
+error "output to a full disk" 1 "standard output" -- sh -c '"$0" generate -m "$1" -z "$2" -n 5 -s 1 >/dev/full' "$LLAMIX" "$m" "$z"
 error "prompt longer than -c" 2 "prompt" "8" -- "$LLAMIX" generate -m "$m" -z "$z" -c 8 -p "$long"
 error "unknown --ensemble mode" 2 "--ensemble" "mixture-of-experts" -- \
     "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -e mixture-of-experts
@@ -198,9 +204,15 @@ stdout_is "tokenize: the ids run.c gives" "$tmp/want"
 works "tokenize --pieces --no-bos" "$LLAMIX" tokenize -z "$z" -m "$m" -p "hello" --pieces --no-bos
 works "tokenize without -m (vocabulary from the file)" "$LLAMIX" tokenize -z "$z" -p "hello world"
 
+fi
+
 # ------------------------------------------------------------------ the real models
 models=${LLAMIX_MODELS:-}
-if [ -n "$models" ] && [ -f "$models/stories260K.bin" ] && [ -f "$models/tok512.bin" ]; then
+if [ "$part" = real ]; then
+    if [ -z "$models" ] || [ ! -f "$models/stories260K.bin" ] || [ ! -f "$models/tok512.bin" ]; then
+        echo "SKIP: the real models (LLAMIX_MODELS='$models' has no stories260K.bin and tok512.bin)"
+        exit 77
+    fi
     s260=$models/stories260K.bin tok512=$models/tok512.bin
     # llama2.c test_all.py: run stories260K.bin -z tok512.bin -t 0.0 -n 200
     cat >"$tmp/expected" <<'EOF'
@@ -211,6 +223,14 @@ Lily didn't want to help her mom, so she
 EOF
     works "stories260K greedy, 200 tokens" "$LLAMIX" generate -m "$s260" -z "$tok512" --temp 0 -n 200
     stdout_is "stories260K prints llama2.c's expected text" "$tmp/expected"
+    # Stop strings: the text is cut just before the first one, wherever the tokens split it.
+    works "stop string" "$LLAMIX" generate -m "$s260" -z "$tok512" --temp 0 -n 200 -r "red ball" -r "nowhere"
+    printf 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, \n' >"$tmp/want"
+    stdout_is "stop string: the text ends before it" "$tmp/want"
+    case $(cat "$tmp/err") in *"stopped by a stop string"*) pass "stop string: the summary says so" ;;
+        *) failure "stop string: the summary says so" "no 'stopped by a stop string' on stderr" ;; esac
+    works "stop string never met" "$LLAMIX" generate -m "$s260" -z "$tok512" --temp 0 -n 200 -r "Lily's dog"
+    stdout_is "stop string never met: the whole text" "$tmp/expected"
     if [ -f "$models/llama2xs_tok512.bin" ]; then
         for mode in ce me; do
             works "ensemble of stories260K and llama2xs_tok512, -e $mode" "$LLAMIX" generate \
@@ -230,8 +250,6 @@ EOF
         error "a version 2 (Q8_0) checkpoint" 1 "stories260K_q80_gs4.bin" "version 2" -- \
             "$LLAMIX" generate -m "$models/stories260K_q80_gs4.bin" -z "$tok512"
     fi
-else
-    echo "skip: the real models (LLAMIX_MODELS='$models' has no stories260K.bin and tok512.bin)"
 fi
 
 echo "$passed passed, $failed failed"

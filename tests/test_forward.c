@@ -1,6 +1,7 @@
-/* test_forward.c: the batched forward pass against one-token-at-a-time references, and against
- * llama2.c's published output for a real model. A T-token batch and T single-token steps sum in
- * different orders, so logits are compared with a tolerance, never bitwise. */
+/* test_forward.c: the batched forward pass against the one-token-at-a-time reference forward
+ * (forward_reference.c, llama2.c run.c's maths in its own code), and both against llama2.c's
+ * published output for a real model. A T-token batch and T single-token steps sum in different
+ * orders, so logits are compared with a tolerance, never bitwise. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,12 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "forward.h"
-#include "kernels.h"
-#include "sampler.h"
+#include "internal.h"
 #include "testutil.h"
-#include "tokenizer.h"
-#include "util.h"
 
 /* |a - b| <= tol * (1 + |b|) for every entry; logits of these models are O(1). */
 #define TOLERANCE 1e-4
@@ -42,18 +39,23 @@ static void random_tokens(int *tokens, int n, int vocab, uint64_t seed)
 }
 
 /* Forward n tokens three ways and compare all rows' logits:
- *   reference: one token at a time with the scalar matmul;
- *   batched: all n at once (in chunks of max_batch) with the fast kernels;
+ *   reference: forward_reference, one token at a time in plain loops;
+ *   batched: all n at once (in chunks of max_batch) with the fast kernels on `threads` threads
+ *            (0: the default);
  *   stepwise: n single-token calls with the fast kernels. */
-static void check_batched(const ModelConfig *c, int version, int shared, int n, int max_batch)
+static void check_batched(const ModelConfig *c, int version, int shared, int n, int max_batch, int threads)
 {
-    char path[256], err[ERR_LEN];
+    char path[256];
+    LxError err[1];
     test_write_model(path, c, version, shared, 11 + n, 0);
     Model m;
     assert_int_equal(model_open(&m, path, err), 0);
-    ForwardState ref, fast;
-    assert_int_equal(forward_state_init(&ref, c, n, 0, err), 0);
+    ReferenceState ref;
+    ForwardState fast;
+    assert_int_equal(forward_reference_init(&ref, c, n, err), 0);
     assert_int_equal(forward_state_init(&fast, c, n, max_batch, err), 0);
+    if (threads > 0)
+        fast.threads = threads;
     size_t V = (size_t)c->vocab_size;
     int *tokens = malloc(sizeof(int) * n);
     float *want = malloc(sizeof(float) * n * V), *got = malloc(sizeof(float) * n * V);
@@ -72,12 +74,18 @@ static void check_batched(const ModelConfig *c, int version, int shared, int n, 
     double last = max_rel_diff(got, want + (n - 1) * V, V);
 
     if (batched > TOLERANCE || stepwise > TOLERANCE || last > TOLERANCE)
-        fail_msg("v%d shared %d n %d batch %d: batched %.3g stepwise %.3g last %.3g > %g", version,
-                 shared, n, max_batch, batched, stepwise, last, TOLERANCE);
+        fail_msg("v%d shared %d n %d batch %d threads %d: batched %.3g stepwise %.3g last %.3g > %g", version,
+                 shared, n, max_batch, fast.threads, batched, stepwise, last, TOLERANCE);
+
+    /* the reference's last-row-only logits are its all-rows ones' last row, bit for bit */
+    forward_reference_free(&ref);
+    assert_int_equal(forward_reference_init(&ref, c, n, err), 0);
+    assert_int_equal(forward_reference(&m, &ref, tokens, n, 0, got, 0, err), 0);
+    assert_memory_equal(got, want + (n - 1) * V, sizeof(float) * V);
     free(tokens);
     free(want);
     free(got);
-    forward_state_free(&ref);
+    forward_reference_free(&ref);
     forward_state_free(&fast);
     model_close(&m);
     test_remove(path);
@@ -95,22 +103,25 @@ static void test_batched_equals_sequential(void **state)
     for (int i = 0; i < 3; i++)
         for (int version = 0; version <= 1; version++)
             for (int shared = 0; shared <= 1; shared++) {
-                check_batched(configs[i], version, shared, 1, 0);
-                check_batched(configs[i], version, shared, 7, 0);
-                check_batched(configs[i], version, shared, 33, 0);
-                check_batched(configs[i], version, shared, 33, 5); /* chunks of 5 */
+                check_batched(configs[i], version, shared, 1, 0, 0);
+                check_batched(configs[i], version, shared, 7, 0, 0);
+                check_batched(configs[i], version, shared, 33, 0, 0);
+                check_batched(configs[i], version, shared, 33, 5, 0); /* chunks of 5 */
             }
 }
 
-/* Both kernel paths of the dispatcher (stream and BLAS) inside a whole forward. */
+/* Both kernel paths of the dispatcher (stream and BLAS) inside a whole forward, on 1 and 3
+ * threads (3 slices do not divide the rows evenly). */
 static void test_blas_and_stream_paths(void **state)
 {
     (void)state;
     ModelConfig c = test_tiny_config();
-    kernels_set_blas_min_rows(1);
-    check_batched(&c, 1, 1, 20, 0);
-    kernels_set_blas_min_rows(1000000);
-    check_batched(&c, 1, 1, 20, 0);
+    for (int threads = 1; threads <= 3; threads += 2) {
+        kernels_set_blas_min_rows(1);
+        check_batched(&c, 1, 1, 20, 0, threads);
+        kernels_set_blas_min_rows(1000000);
+        check_batched(&c, 1, 1, 20, 0, threads);
+    }
     kernels_set_blas_min_rows(0);
 }
 
@@ -119,7 +130,8 @@ static void test_tolerance_detects_difference(void **state)
 {
     (void)state;
     ModelConfig c = test_tiny_config();
-    char p1[256], p2[256], err[ERR_LEN];
+    char p1[256], p2[256];
+    LxError err[1];
     test_write_model(p1, &c, 1, 1, 1, 0);
     test_write_model(p2, &c, 1, 1, 2, 0);
     Model a, b;
@@ -136,6 +148,15 @@ static void test_tolerance_detects_difference(void **state)
     int other[4] = {1, 6, 9, 3};
     assert_int_equal(forward(&a, &s, other, 4, 0, lb, 0, err), 0);
     assert_true(max_rel_diff(la, lb, 16) > 100 * TOLERANCE);
+    /* the same two controls for the reference */
+    ReferenceState r;
+    assert_int_equal(forward_reference_init(&r, &c, 8, err), 0);
+    assert_int_equal(forward_reference(&a, &r, tokens, 4, 0, la, 0, err), 0);
+    assert_int_equal(forward_reference(&b, &r, tokens, 4, 0, lb, 0, err), 0);
+    assert_true(max_rel_diff(la, lb, 16) > 100 * TOLERANCE);
+    assert_int_equal(forward_reference(&a, &r, other, 4, 0, lb, 0, err), 0);
+    assert_true(max_rel_diff(la, lb, 16) > 100 * TOLERANCE);
+    forward_reference_free(&r);
     forward_state_free(&s);
     model_close(&a);
     model_close(&b);
@@ -143,30 +164,50 @@ static void test_tolerance_detects_difference(void **state)
     test_remove(p2);
 }
 
+/* The refusals of forward (fast = 1) or forward_reference (fast = 0) on a context of 8. */
+static int run_either(int fast, const Model *m, ForwardState *s, ReferenceState *r, const int *tokens, int n,
+                      int pos, float *logits, LxError *err)
+{
+    return fast ? forward(m, s, tokens, n, pos, logits, 0, err) : forward_reference(m, r, tokens, n, pos, logits, 0, err);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
     ModelConfig c = test_tiny_config();
-    char path[256], err[ERR_LEN];
+    char path[256];
+    LxError err[1];
     test_write_model(path, &c, 1, 1, 1, 0);
     Model m;
     assert_int_equal(model_open(&m, path, err), 0);
     ForwardState s;
+    ReferenceState r;
     assert_int_equal(forward_state_init(&s, &c, 8, 4, err), 0);
+    assert_int_equal(forward_reference_init(&r, &c, 8, err), 0);
     assert_int_equal(s.n_ctx, 8);
+    assert_int_equal(r.n_ctx, 8);
     int tokens[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
     float logits[16];
-    assert_int_equal(forward(&m, &s, tokens, 9, 0, logits, 0, err), -1);
-    assert_non_null(strstr(err, "context holds 8"));
-    assert_int_equal(forward(&m, &s, tokens, 1, 8, logits, 0, err), -1);
-    assert_int_equal(forward(&m, &s, tokens, 0, 0, logits, 0, err), -1);
-    assert_int_equal(forward(&m, &s, tokens, 1, -1, logits, 0, err), -1);
-    int bad[2] = {1, 16};
-    assert_int_equal(forward(&m, &s, bad, 2, 0, logits, 0, err), -1);
-    assert_non_null(strstr(err, "outside the vocabulary"));
-    assert_int_equal(forward(&m, &s, tokens, 8, 0, logits, 0, err), 0);
+    for (int fast = 0; fast <= 1; fast++) {
+        assert_int_equal(run_either(fast, &m, &s, &r, tokens, 9, 0, logits, err), LX_ERR_CONTEXT);
+        assert_int_equal(err->status, LX_ERR_CONTEXT);
+        assert_non_null(strstr(err->message, "context holds 8"));
+        assert_int_equal(run_either(fast, &m, &s, &r, tokens, 1, 8, logits, err), LX_ERR_CONTEXT);
+        assert_int_equal(run_either(fast, &m, &s, &r, tokens, 0, 0, logits, err), LX_ERR_CONTEXT);
+        assert_int_equal(run_either(fast, &m, &s, &r, tokens, 1, -1, logits, err), LX_ERR_CONTEXT);
+        int bad[2] = {1, 16}, negative[2] = {1, -1};
+        assert_int_equal(run_either(fast, &m, &s, &r, bad, 2, 0, logits, err), LX_ERR_ARGUMENT);
+        assert_int_equal(err->status, LX_ERR_ARGUMENT);
+        assert_non_null(strstr(err->message, "outside the vocabulary"));
+        assert_int_equal(run_either(fast, &m, &s, &r, negative, 2, 0, logits, err), LX_ERR_ARGUMENT);
+        assert_int_equal(run_either(fast, &m, &s, &r, tokens, 8, 0, logits, err), 0);
+        assert_int_equal(run_either(fast, &m, &s, &r, tokens, 8, 0, logits, NULL), 0); /* err may be NULL */
+        assert_int_equal(run_either(fast, &m, &s, &r, tokens, 9, 0, logits, NULL), LX_ERR_CONTEXT);
+    }
     forward_state_free(&s);
     forward_state_free(&s); /* twice is safe */
+    forward_reference_free(&r);
+    forward_reference_free(&r);
     model_close(&m);
     test_remove(path);
 }
@@ -180,17 +221,23 @@ static const char *STORIES260K_GREEDY_200 =
     "Lily was sad and didn't know what to do. She said, \"I'm sorry, Lily. I didn't know what to do.\"\n"
     "Lily didn't want to help her mom, so she";
 
-/* Greedy decoding from BOS, one token per forward; returns the decoded text (malloc'd). */
-static char *greedy_text(const Model *m, const Tokenizer *tok, int steps)
+/* Greedy decoding from BOS, one token per forward (the fast one, or the reference); returns the
+ * decoded text (malloc'd). */
+static char *greedy_text(const Model *m, const Tokenizer *tok, int steps, int reference)
 {
-    char err[ERR_LEN];
+    LxError err[1];
     ForwardState s;
+    ReferenceState r;
     assert_int_equal(forward_state_init(&s, &m->config, steps, 0, err), 0);
+    assert_int_equal(forward_reference_init(&r, &m->config, steps, err), 0);
     float *logits = malloc(sizeof(float) * m->config.vocab_size);
     char *text = calloc(1, 16 * (size_t)steps + 1);
     int token = TOKEN_BOS;
     for (int pos = 0; pos < steps; pos++) {
-        assert_int_equal(forward(m, &s, &token, 1, pos, logits, 0, err), 0);
+        if (reference)
+            assert_int_equal(forward_reference(m, &r, &token, 1, pos, logits, 0, err), 0);
+        else
+            assert_int_equal(forward(m, &s, &token, 1, pos, logits, 0, err), 0);
         int next = argmax(logits, m->config.vocab_size);
         if (next == TOKEN_BOS)
             break;
@@ -199,13 +246,15 @@ static char *greedy_text(const Model *m, const Tokenizer *tok, int steps)
     }
     free(logits);
     forward_state_free(&s);
+    forward_reference_free(&r);
     return text;
 }
 
 static void test_stories260K_greedy(void **state)
 {
     (void)state;
-    char model_path[4096], v1_path[4096] = "", err[ERR_LEN];
+    char model_path[4096], v1_path[4096] = "";
+    LxError err[1];
     const char *p = test_real_model("stories260K.bin");
     if (!p)
         skip();
@@ -218,7 +267,10 @@ static void test_stories260K_greedy(void **state)
     assert_int_equal(model_open(&m, model_path, err), 0);
     Tokenizer *tok = tokenizer_open(test_real_model("tok512.bin"), m.config.vocab_size, err);
     assert_non_null(tok);
-    char *text = greedy_text(&m, tok, 200);
+    char *text = greedy_text(&m, tok, 200, 0);
+    assert_string_equal(text, STORIES260K_GREEDY_200);
+    free(text);
+    text = greedy_text(&m, tok, 200, 1); /* the reference too: it is run.c's maths */
     assert_string_equal(text, STORIES260K_GREEDY_200);
     free(text);
 
@@ -251,7 +303,8 @@ static void test_shared_model_threads(void **state)
 {
     (void)state;
     ModelConfig c = test_tiny_config();
-    char path[256], err[ERR_LEN];
+    char path[256];
+    LxError err[1];
     test_write_model(path, &c, 1, 1, 4, 0);
     Model m;
     assert_int_equal(model_open(&m, path, err), 0);
@@ -268,7 +321,7 @@ static void test_shared_model_threads(void **state)
     int failures = 0;
     #pragma omp parallel for num_threads(SEQS) reduction(+ : failures)
     for (int i = 0; i < SEQS; i++) {
-        char e[ERR_LEN];
+        LxError e[1];
         ForwardState s;
         if (forward_state_init(&s, &c, N, 0, e) != 0) {
             failures++;
@@ -287,14 +340,15 @@ static void test_shared_model_threads(void **state)
 
 int main(void)
 {
-    threads_set(0);
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest own[] = {
         cmocka_unit_test(test_batched_equals_sequential),
         cmocka_unit_test(test_blas_and_stream_paths),
         cmocka_unit_test(test_tolerance_detects_difference),
         cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_stories260K_greedy),
         cmocka_unit_test(test_shared_model_threads),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest real[] = {
+        cmocka_unit_test(test_stories260K_greedy),
+    };
+    TEST_MAIN(own, real);
 }

@@ -18,8 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "kernels.h"
-#include "util.h"
+#include "internal.h"
 
 #define TOLERANCE 1e-5
 #define SENTINEL 12345.0f /* written into y outside the slice; must survive */
@@ -118,12 +117,15 @@ static void check_against_reference(SliceKernel *kernel, const char *name, int a
         }
 }
 
-/* matmul() as a slice kernel, for check_against_reference: it always does all N rows, so it is
- * checked on the whole range only. */
+/* The dispatcher's thread count (the tests that use it set it; 0 is the default). */
+static int dispatcher_threads = 0;
+
+/* matmul() on dispatcher_threads as a slice kernel, for check_against_reference: it always does
+ * all N rows, so it is checked on the whole range only. */
 static void dispatcher_whole(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
 {
     (void)n0, (void)n1;
-    matmul(y, x, w, T, K, N);
+    matmul(y, x, w, T, K, N, dispatcher_threads);
 }
 
 /* The oracle itself, against sums in double precision. */
@@ -218,7 +220,7 @@ static void test_dispatcher(void **state)
     (void)state;
     int default_rows = kernels_blas_min_rows();
     assert_true(default_rows >= 1);
-    threads_set(3);
+    dispatcher_threads = 3;
     kernels_set_blas_min_rows(INT_MAX); /* always the streaming kernel */
     assert_int_equal(kernels_blas_min_rows(), INT_MAX);
     check_against_reference(dispatcher_whole, "matmul (stream)", 0);
@@ -237,7 +239,7 @@ static void test_dispatcher(void **state)
         float *x = random_floats((size_t)T * K, &rng), *w = random_floats((size_t)N * K, &rng);
         float *y = filled((size_t)T * N, SENTINEL), *ref = filled((size_t)T * N, SENTINEL);
         matmul_reference(ref, x, w, T, K, N, 0, N);
-        matmul(y, x, w, T, K, N);
+        matmul(y, x, w, T, K, N, 3);
         double err = worst_error(y, ref, x, w, T, K, N, 0, N);
         if (err > 1.0)
             fail_msg("matmul T %d K %d N %d: error %.2f x tolerance", T, K, N, err);
@@ -254,7 +256,7 @@ static void test_dispatcher(void **state)
 static void test_grouped_products(void **state)
 {
     (void)state;
-    threads_set(3);
+    const int threads = 3;
     uint64_t rng = 0x5EED0006;
     const int shapes[][3] = {{1, 17, 7}, {3, 33, 65}, {1, 129, 1001}, {4, 288, 768}, {9, 129, 1001}};
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
@@ -265,7 +267,7 @@ static void test_grouped_products(void **state)
         float *y[3] = {filled((size_t)T * N, SENTINEL), filled((size_t)T * M, SENTINEL), filled((size_t)T * M, SENTINEL)};
         float *ref = filled((size_t)T * N, SENTINEL);
         Product p[3] = {{y[0], w[0], N}, {y[1], w[1], M}, {y[2], w[2], M}};
-        matmul_many(x, T, K, p, 3);
+        matmul_many(x, T, K, p, 3, threads);
         for (int i = 0; i < 3; i++) {
             matmul_reference(ref, x, w[i], T, K, p[i].N, 0, p[i].N);
             double err = worst_error(y[i], ref, x, w[i], T, K, p[i].N, 0, p[i].N);
@@ -275,7 +277,7 @@ static void test_grouped_products(void **state)
 
         /* h = silu(x W1^T) * (x W3^T), W1 = w[1], W3 = w[2] (both M rows) */
         float *u = filled((size_t)T * M, SENTINEL), *g = filled((size_t)T * M, SENTINEL);
-        matmul_swiglu(y[1], u, x, w[1], w[2], T, K, M);
+        matmul_swiglu(y[1], u, x, w[1], w[2], T, K, M, threads);
         matmul_reference(g, x, w[1], T, K, M, 0, M);
         matmul_reference(ref, x, w[2], T, K, M, 0, M);
         for (int i = 0; i < T * M; i++) {
@@ -357,20 +359,17 @@ static void test_softmax(void **state)
 
 /* Tests that force an instruction set, a crossover or a thread count put the defaults back here,
  * so a failure in one cannot leak into the next. */
-static int threads_at_start;
-
 static int restore_defaults(void **state)
 {
     (void)state;
     kernels_set_isa(KERNEL_ISA_AUTO);
     kernels_set_blas_min_rows(0);
-    threads_set(threads_at_start);
+    dispatcher_threads = 0;
     return 0;
 }
 
 int main(void)
 {
-    threads_at_start = threads_available();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reference_against_double),
         cmocka_unit_test_teardown(test_stream_every_isa, restore_defaults),

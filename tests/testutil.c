@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
-#include "util.h"
+#include "internal.h"
 
 ModelConfig test_tiny_config(void)
 {
@@ -31,10 +31,10 @@ static void temp_name(char *path)
 
 void test_write_model(char *path, const ModelConfig *c, int version, int shared, uint64_t seed, float std)
 {
-    char err[ERR_LEN];
+    LxError err[1];
     temp_name(path);
     if (model_write_random(path, c, version, shared, seed, std, err) != 0)
-        fail_msg("model_write_random: %s", err);
+        fail_msg("model_write_random: %s", err->message);
 }
 
 void test_members_open(TestMembers *ms, int k, int vocab, uint64_t seed)
@@ -44,7 +44,7 @@ void test_members_open(TestMembers *ms, int k, int vocab, uint64_t seed)
         {.dim = 24, .hidden_dim = 64, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2, .seq_len = 64},
         {.dim = 16, .hidden_dim = 40, .n_layers = 3, .n_heads = 4, .n_kv_heads = 1, .seq_len = 80},
     };
-    char err[ERR_LEN];
+    LxError err[1];
     assert_true(k >= 1 && k <= TEST_MAX_MEMBERS);
     ms->k = k;
     for (int i = 0; i < k; i++) {
@@ -52,7 +52,7 @@ void test_members_open(TestMembers *ms, int k, int vocab, uint64_t seed)
         test_write_model(ms->paths[i], &shapes[i], i % 2, i != 1, seed + (uint64_t)i,
                          2.0f / sqrtf((float)shapes[i].dim));
         if (model_open(&ms->models[i], ms->paths[i], err))
-            fail_msg("model_open: %s", err);
+            fail_msg("model_open: %s", err->message);
         ms->members[i] = &ms->models[i];
     }
 }
@@ -76,13 +76,21 @@ void test_write_bytes(char *path, const void *data, size_t size)
 
 void test_remove(const char *path) { unlink(path); }
 
+const char *test_real_models_dir(void)
+{
+    const char *dir = getenv("LLAMIX_MODELS");
+    return dir && *dir ? dir : "../shared/models";
+}
+
+int test_real_models_present(void)
+{
+    return test_real_model("stories260K.bin") && test_real_model("tok512.bin");
+}
+
 const char *test_real_model(const char *name)
 {
     static char path[4096];
-    const char *dir = getenv("LLAMIX_MODELS");
-    if (!dir || !*dir)
-        dir = "../shared/models";
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", test_real_models_dir(), name);
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return NULL;
@@ -105,4 +113,11 @@ void *test_read_file(const char *path, size_t *size)
     fclose(f);
     *size = (size_t)n;
     return buf;
+}
+
+int test_ensemble_init(Ensemble *e, const Model *const *models, const double *w, int k, int n_ctx,
+                       LxMode mode, SamplerParams p, uint64_t seed, LxError *err)
+{
+    EnsembleParams params = {.weights = w, .n_ctx = n_ctx, .mode = mode, .sampler = p, .seed = seed};
+    return ensemble_init(e, models, k, NULL, 0, &params, err);
 }

@@ -22,8 +22,7 @@
  *   - with a fixed vocabulary and BOS, decoding the ids gives back the text (minus the control
  *     bytes the decoder deliberately drops).
  * Anything else is a crash (abort). */
-#include "tokenizer.h"
-#include "util.h"
+#include "internal.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -292,11 +291,11 @@ static void load_fixed(void)
         size_t size;
         int V;
         uint8_t *bytes = build_vocab(kind, &size, &V);
-        char err[ERR_LEN];
+        LxError err[1];
         fixed[kind].t = tokenizer_parse(bytes, size, V, "fixed", err);
         free(bytes);
         if (!fixed[kind].t) {
-            fprintf(stderr, "fuzz_encode: the fixed vocabulary %d does not load: %s\n", kind, err);
+            fprintf(stderr, "fuzz_encode: the fixed vocabulary %d does not load: %s\n", kind, err->message);
             abort();
         }
         if (ref_init(&fixed[kind].ref, fixed[kind].t))
@@ -344,7 +343,7 @@ static int check_encoding(const Tokenizer *t, const Reference *ref, const char *
     int *ids = malloc(sizeof(int) * (size_t)max);
     if (!ids)
         abort();
-    char err[ERR_LEN] = "";
+    LxError err[1] = {{0}};
     int rc = tokenizer_encode(t, text, bos, eos, ids, max, &n, err);
     int *want = NULL, n_want = -2;
     if (ref && len <= REFERENCE_MAX_TEXT) {
@@ -353,7 +352,7 @@ static int check_encoding(const Tokenizer *t, const Reference *ref, const char *
         n_want = ref_encode(ref, text, bos, eos, want);
     }
     if (rc != 0) {
-        if (rc != -1 || err[0] == '\0' || strchr(err, '\n'))
+        if (rc != (int)err->status || err->message[0] == '\0' || strchr(err->message, '\n'))
             die("encode failed without a one-line message", text);
         if (n_want >= 0)
             die("encode failed on a text the reference encodes", text);
@@ -391,9 +390,9 @@ static int check_encoding(const Tokenizer *t, const Reference *ref, const char *
         memcmp(exact, ids, sizeof(int) * (size_t)n) != 0)
         die("encode with exactly enough room differs", text);
     if (n > 0) {
-        if (tokenizer_encode(t, text, bos, eos, exact, n - 1, &n2, err) != -1)
+        if (tokenizer_encode(t, text, bos, eos, exact, n - 1, &n2, err) == 0)
             die("encode with too little room did not fail", text);
-        if (err[0] == '\0' || strchr(err, '\n'))
+        if (err->message[0] == '\0' || strchr(err->message, '\n'))
             die("encode with too little room failed without a one-line message", text);
     }
     free(exact);
@@ -437,11 +436,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *input, size_t input_size)
         data += 4, size -= 4;
         if (n > size)
             n = size;
-        char err[ERR_LEN] = "";
+        LxError err[1] = {{0}};
         own = tokenizer_parse(data, n, V, "fuzz-tokenizer.bin", err);
         data += n, size -= n;
         if (!own) {
-            if (err[0] == '\0' || strchr(err, '\n'))
+            if (err->message[0] == '\0' || strchr(err->message, '\n'))
                 die("tokenizer_parse failed without a one-line message", NULL);
             fuzz_count("encode", input, input_size, 1);
             return 0;

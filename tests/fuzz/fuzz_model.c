@@ -11,11 +11,9 @@
  *     token ids taken from the input, then one more at the next position, then the reference
  *     forward, then a cache-only forward (logits NULL); all succeed, and forward refuses an id
  *     outside [0, V), a position past the context, a negative position and an empty batch with
- *     -1 and a message.
+ *     a status and a message.
  * Anything else is a crash (abort), as is every sanitizer report. */
-#include "forward.h"
-#include "model.h"
-#include "util.h"
+#include "internal.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -54,9 +52,9 @@ static void check_inside(const float *p, size_t n, const uint8_t *lo, const uint
 static void check_model(const Model *m, const uint8_t *data, size_t size)
 {
     const ModelConfig *c = &m->config;
-    char err[ERR_LEN];
+    LxError err[1];
     if (model_config_check(c, NAME, err))
-        die("accepted a header that model_config_check refuses", err);
+        die("accepted a header that model_config_check refuses", err->message);
     if (m->version != 0 && m->version != 1)
         die("accepted an unknown version", NULL);
     if (m->data != data || m->size != size)
@@ -96,14 +94,17 @@ static void check_model(const Model *m, const uint8_t *data, size_t size)
         die("accepted a file whose size is not what its header implies", NULL);
 }
 
-/* forward must refuse this call with -1 and a message. */
+/* forward must refuse this call with its status (the one in err) and a one-line message. */
 static void expect_refused(const Model *m, ForwardState *s, const int *tokens, int n, int pos,
                            float *logits, const char *what)
 {
-    char err[ERR_LEN] = "";
-    if (forward(m, s, tokens, n, pos, logits, 0, err) != -1)
+    LxError err[1] = {{0}};
+    int rc = forward(m, s, tokens, n, pos, logits, 0, err);
+    if (rc == 0)
         die("forward accepted", what);
-    if (err[0] == '\0' || strchr(err, '\n'))
+    if (rc != (int)err->status)
+        die("forward returned another status than it reported", what);
+    if (err->message[0] == '\0' || strchr(err->message, '\n'))
         die("forward refused without a one-line message", what);
 }
 
@@ -114,10 +115,10 @@ static void run_forward(const Model *m, const uint8_t *data, size_t size)
     if (bytes == 0 || bytes > MAX_FORWARD_WEIGHT_BYTES)
         return;
     ForwardState s;
-    char err[ERR_LEN];
+    LxError err[1];
     if (forward_state_init(&s, c, 4, 0, err)) {
         forward_state_free(&s);
-        die("forward_state_init failed on a small model", err);
+        die("forward_state_init failed on a small model", err->message);
     }
     if (s.n_ctx < 1 || s.n_ctx > 4 || s.n_ctx > c->seq_len)
         die("forward_state_init chose a bad context", NULL);
@@ -129,13 +130,15 @@ static void run_forward(const Model *m, const uint8_t *data, size_t size)
     if (!logits)
         die("out of memory", NULL);
     if (forward(m, &s, tokens, n, 0, logits, 1, err))
-        die("forward failed on valid tokens", err);
+        die("forward failed on valid tokens", err->message);
     if (n < s.n_ctx && forward(m, &s, tokens + 2, 1, n, logits, 0, err))
-        die("forward failed on the next position", err);
-    if (forward_reference(m, &s, tokens, n, 0, logits, 1, err))
-        die("forward_reference failed on valid tokens", err);
+        die("forward failed on the next position", err->message);
+    ReferenceState r;
+    if (forward_reference_init(&r, c, n, err) || forward_reference(m, &r, tokens, n, 0, logits, 1, err))
+        die("forward_reference failed on valid tokens", err->message);
+    forward_reference_free(&r);
     if (forward(m, &s, tokens, 1, 0, NULL, 0, err))
-        die("forward failed with logits NULL (cache only)", err);
+        die("forward failed with logits NULL (cache only)", err->message);
     /* The documented refusals. */
     int bad_high = V, bad_low = -1;
     expect_refused(m, &s, &bad_high, 1, 0, logits, "token id V");
@@ -151,7 +154,7 @@ static void run_forward(const Model *m, const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Model m;
-    char err[ERR_LEN] = "";
+    LxError err[1] = {{0}};
     /* The parser reads floats in place: it needs the 4-byte alignment any mmap or malloc gives. */
     uint8_t *copy = malloc(size ? size : 1);
     if (!copy)
@@ -161,9 +164,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = model_parse(&m, copy, size, NAME, err);
     fuzz_count("model", data, size, rc != 0);
     if (rc != 0) {
-        if (rc != -1)
-            die("model_parse returned neither 0 nor -1", NULL);
-        check_message(err, "model_parse failed without a message naming the file");
+        if (rc != (int)err->status || (rc != LX_ERR_FILE && rc != LX_ERR_MEMORY))
+            die("model_parse failed with a status other than the one it reported, or not a file error", NULL);
+        check_message(err->message, "model_parse failed without a message naming the file");
     } else {
         check_model(&m, copy, size);
         run_forward(&m, copy, size);

@@ -14,8 +14,7 @@
  *   - tokenizer_same says yes for the tokenizer and itself;
  *   - a few fixed texts encode to ids in [0, V) (or fail with a one-line message).
  * Anything else is a crash (abort), as is every sanitizer report. */
-#include "tokenizer.h"
-#include "util.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -94,7 +93,7 @@ static void check_ids(const Tokenizer *t)
         if (!text || text[0] != '\0')
             die("decode of an id outside the vocabulary is not empty", id, NULL);
     }
-    char why[ERR_LEN] = "";
+    char why[LX_ERROR_LENGTH] = "";
     if (!tokenizer_same(t, t, why))
         die("tokenizer_same says a tokenizer differs from itself", -1, why);
 }
@@ -109,7 +108,7 @@ static void check_encode(const Tokenizer *t)
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         int max = (int)strlen(texts[i]) + 3, n = -1;
         int *ids = malloc(sizeof(int) * (size_t)max);
-        char err[ERR_LEN] = "";
+        LxError err[1] = {{0}};
         if (!ids)
             return;
         if (tokenizer_encode(t, texts[i], 1, 1, ids, max, &n, err) == 0) {
@@ -118,8 +117,8 @@ static void check_encode(const Tokenizer *t)
             for (int k = 0; k < n; k++)
                 if (ids[k] < 0 || ids[k] >= V)
                     die("encode gave an id outside the vocabulary", ids[k], texts[i]);
-        } else if (err[0] == '\0' || strchr(err, '\n')) {
-            die("encode failed without a one-line message", (int)i, err);
+        } else if (err->message[0] == '\0' || strchr(err->message, '\n')) {
+            die("encode failed without a one-line message", (int)i, err->message);
         }
         free(ids);
     }
@@ -134,14 +133,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int V = (int16_t)(uint16_t)(data[0] | data[1] << 8);
     const uint8_t *file = data + 2;
     size_t file_size = size - 2;
-    char err[ERR_LEN] = "";
+    LxError err[1] = {{0}};
     Tokenizer *t = tokenizer_parse(file, file_size, V, NAME, err);
     fuzz_count("tokenizer", data, size, t == NULL);
     if (!t) {
-        if (strncmp(err, NAME ": ", strlen(NAME ": ")) != 0 || err[strlen(NAME ": ")] == '\0')
-            die("tokenizer_parse failed without a message naming the file", V, err);
-        if (strchr(err, '\n'))
-            die("message is more than one line", V, err);
+        if (strncmp(err->message, NAME ": ", strlen(NAME ": ")) != 0 || err->message[strlen(NAME ": ")] == '\0')
+            die("tokenizer_parse failed without a message naming the file", V, err->message);
+        if (strchr(err->message, '\n'))
+            die("message is more than one line", V, err->message);
         return 0;
     }
     if (V > 0 && tokenizer_vocab_size(t) != V)

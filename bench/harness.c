@@ -1,0 +1,345 @@
+/* harness.c: the plan of tests, the warm-up, the interleaved repetitions, one run through
+ * lx_generate_tokens(), and the work accounting (see harness.h). */
+#include "config.h"
+#include "harness.h"
+#include "internal.h"
+#include "probes.h"
+#include "stats.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *bench_mode_name(int mode) { return mode == BENCH_SINGLE ? "single" : lx_mode_name((LxMode)mode); }
+
+static void say(const BenchPlan *plan, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const BenchPlan *plan, const char *fmt, ...)
+{
+    if (plan->log) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("llamix bench: ", plan->log);
+        vfprintf(plan->log, fmt, ap);
+        fputc('\n', plan->log);
+        va_end(ap);
+    }
+}
+
+static int list_max(const int *x, int n)
+{
+    int m = x[0];
+    for (int i = 1; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+int bench_context(const BenchPlan *plan) { return list_max(plan->ps, plan->np) + list_max(plan->ns, plan->nn); }
+
+/* ------------------------------------------------------------------ one run */
+
+typedef struct {
+    double pp_s, tg_s; /* seconds */
+    BenchCounts pp, tg;
+    size_t heap;       /* bytes the ensemble allocated */
+} Run;
+
+typedef struct {
+    const LxEnsemble *e;
+    BenchCounts *pp;
+} Recorder;
+
+/* At the first token drawn the prompt phase is over: its counters are the pp work. */
+static int record_prompt_work(void *user, const LxTokenEvent *ev)
+{
+    Recorder *r = user;
+    if (ev->index == 0 && ev->token >= 0)
+        for (int i = 0; i < lx_ensemble_size(r->e); i++)
+            lx_ensemble_member_counts(r->e, i, &r->pp->calls[i], &r->pp->tokens[i]);
+    return 0;
+}
+
+/* members[0..k) in mode on `threads` threads: the p prompt tokens, then n + 1 draws, every one
+ * kept. A fresh ensemble, sized for p + n tokens, as `llamix generate` makes one. */
+static LxStatus run_once(const BenchPlan *plan, LxModel *const *members, int k, int mode, int threads,
+                         const int *prompt, int p, int n, Run *out, LxError *err)
+{
+    LxEnsembleParams ep = lx_ensemble_defaults();
+    ep.n_ctx = p + n;
+    ep.threads = threads;
+    ep.mode = mode == BENCH_SINGLE ? LX_MODE_ME : (LxMode)mode;
+    ep.sampler = plan->sampler;
+    ep.seed = plan->seed;
+    LxGenerateParams g = lx_generate_defaults();
+    g.n_predict = n + 1;
+    g.ignore_eos = 1;
+    memset(out, 0, sizeof *out);
+
+    LxEnsemble *e;
+    size_t heap0 = probe_heap_bytes();
+    LxStatus status = lx_ensemble_new(members, k, NULL, 0, &ep, &e, err);
+    if (status != LX_OK)
+        return status;
+    size_t heap1 = probe_heap_bytes();
+    out->heap = heap1 > heap0 ? heap1 - heap0 : 0;
+    Recorder rec = {e, &out->pp};
+    LxGenerateStats st;
+    status = lx_generate_tokens(e, prompt, p, &g, record_prompt_work, &rec, &st, err);
+    if (status == LX_OK) {
+        out->pp_s = st.prompt_seconds;
+        out->tg_s = st.generate_seconds;
+        for (int i = 0; i < k; i++) {
+            lx_ensemble_member_counts(e, i, &out->tg.calls[i], &out->tg.tokens[i]);
+            out->tg.calls[i] -= out->pp.calls[i];
+            out->tg.tokens[i] -= out->pp.tokens[i];
+        }
+    }
+    lx_ensemble_free(e);
+    return status;
+}
+
+/* ------------------------------------------------------------------ the plan */
+
+/* Every combination of the lists, in the order they run: by thread count, prompt and generation
+ * length; within those, single first, then each K with its modes side by side (CE, then ME), so
+ * that the two halves of an ME/CE ratio run next to each other. */
+static int plan_tests(BenchReport *R, const BenchPlan *o)
+{
+    int most = o->nt * o->np * o->nn * o->n_modes * o->nk;
+    R->tests = calloc((size_t)most, sizeof *R->tests);
+    R->seconds_store = calloc((size_t)most * 2 * (size_t)o->reps, sizeof(double));
+    if (!R->tests || !R->seconds_store)
+        return -1;
+    for (int ti = 0; ti < o->nt; ti++)
+        for (int pi = 0; pi < o->np; pi++)
+            for (int ni = 0; ni < o->nn; ni++)
+                for (int ki = -1; ki < o->nk; ki++)     /* -1: single */
+                    for (int mi = 0; mi < o->n_modes; mi++) {
+                        int single = o->modes[mi] == BENCH_SINGLE;
+                        if (single != (ki < 0))
+                            continue;
+                        BenchTest *t = &R->tests[R->n_tests];
+                        t->mode = o->modes[mi];
+                        t->k = single ? 1 : o->ks[ki];
+                        t->threads = o->ts[ti];
+                        t->n_prompt = o->ps[pi];
+                        t->n_gen = o->ns[ni];
+                        t->pp_s = R->seconds_store + (size_t)R->n_tests * 2 * (size_t)o->reps;
+                        t->tg_s = t->pp_s + o->reps;
+                        R->n_tests++;
+                    }
+    return 0;
+}
+
+/* Every member at every thread count runs a prompt and a few tokens before any clock runs: that
+ * maps in all its weight pages and starts the thread pools. */
+static LxStatus warm_up(const BenchPlan *o, const int *prompt, LxError *err)
+{
+    int p = list_max(o->ps, o->np);
+    for (int ti = 0; ti < o->nt; ti++)
+        for (int i = 0; i < o->n_models; i++) {
+            Run run;
+            int room = lx_model_config(o->models[i]).seq_len - p;
+            LxStatus status = run_once(o, &o->models[i], 1, BENCH_SINGLE, o->ts[ti], prompt, p,
+                                       room < 4 ? room : 4, &run, err);
+            if (status != LX_OK)
+                return status;
+        }
+    return LX_OK;
+}
+
+/* One untimed forward of one token through each of the first k members. A test's timing depends
+ * on what the machine did just before it: whether its weights, and the page-table entries of
+ * their mapping, are still in cache after another member's run or a bandwidth pass over a GiB
+ * (a 16-token prefill of the 110M shape measured at half speed after one). So every test starts
+ * from the same state, the one a running generation is in: its members' weights just read. */
+static LxStatus touch_members(const BenchPlan *o, int k, int threads, const int *prompt, LxError *err)
+{
+    for (int i = 0; i < k; i++) {
+        Run run;
+        LxStatus status = run_once(o, &o->models[i], 1, BENCH_SINGLE, threads, prompt, 1, 0, &run, err);
+        if (status != LX_OK)
+            return status;
+    }
+    return LX_OK;
+}
+
+/* The repetitions. Odd repetitions run the whole plan backwards (thread counts, groups and the
+ * tests in them), so that a slow drift of the machine's speed, or an effect of one test on the
+ * next, weighs on every test alike. */
+static LxStatus run_tests(BenchReport *R, const BenchPlan *o, const int *prompt, LxError *err)
+{
+    for (int rep = 0; rep < R->r; rep++) {
+        say(o, "repetition %d of %d", rep + 1, R->r);
+        /* the read bandwidth of this moment, for the decode efficiencies of this repetition */
+        for (int i = 0; i < R->n_limits && R->bw_buf; i++) {
+            double best;
+            R->limits[i].bw[rep] = probe_bandwidth(R->bw_buf, R->bw_n, R->limits[i].threads, 3, &best);
+        }
+        for (int j = 0; j < R->n_tests; j++) {
+            BenchTest *t = &R->tests[rep % 2 ? R->n_tests - 1 - j : j];
+            Run run;
+            LxStatus status = touch_members(o, t->k, t->threads, prompt, err);
+            if (status == LX_OK)
+                status = run_once(o, o->models, t->k, t->mode, t->threads, prompt, t->n_prompt, t->n_gen, &run, err);
+            if (status != LX_OK)
+                return status;
+            t->pp_s[rep] = run.pp_s;
+            t->tg_s[rep] = run.tg_s;
+            t->pp = run.pp;
+            t->tg = run.tg;
+            if ((double)run.heap > R->state_bytes)
+                R->state_bytes = (double)run.heap;
+        }
+    }
+    return LX_OK;
+}
+
+/* ------------------------------------------------------------------ work accounting */
+
+/* Floating-point operations of one forward of T tokens at positions pos..pos+T-1 with the
+ * classifier on `logit_rows` rows: every projection is T x (its parameters) multiply-adds, and
+ * row t attends to pos + t + 1 positions with D multiply-adds for the scores and D for the
+ * values, per layer. Two FLOPs per multiply-add. RMSNorm, RoPE, softmax and SwiGLU are O(T D)
+ * and left out. */
+static double forward_flops(const ModelConfig *c, int T, int pos, int logit_rows)
+{
+    double D = c->dim, H = c->hidden_dim, KVD = model_kv_dim(c), L = c->n_layers, V = c->vocab_size;
+    double per_row = L * (2 * D * D + 2 * D * KVD + 3 * D * H);
+    double positions = (double)T * pos + (double)T * (T + 1) / 2; /* sum over t of pos + t + 1 */
+    return 2 * (T * per_row + L * 2 * D * positions + logit_rows * V * D);
+}
+
+/* The work behind each test, from its counters (pp FLOPs, tg weight bytes), and the memory a
+ * run should need: the checkpoints, mapped, plus the run state (state_bytes, measured). */
+static void account(BenchReport *R)
+{
+    for (int i = 0; i < R->n_tests; i++) {
+        BenchTest *t = &R->tests[i];
+        for (int j = 0; j < t->k; j++) {
+            const ModelConfig *c = &R->models[j]->config;
+            if (t->pp.tokens[j])
+                t->pp_flops += forward_flops(c, (int)t->pp.tokens[j], 0, 1);
+            t->tg_bytes += (double)t->tg.calls[j] * (double)model_weight_bytes(c);
+        }
+    }
+    for (int i = 0; i < R->n_models; i++)
+        R->checkpoint_bytes += (double)R->models[i]->size;
+}
+
+/* ------------------------------------------------------------------ machine limits */
+
+/* The bandwidth buffer, allocated and touched before the runs: the read bandwidth is measured at
+ * every repetition, beside the tests it is compared with (it drifts on a shared machine). */
+static LxStatus limits_init(BenchReport *R, const BenchPlan *o, LxError *err)
+{
+    R->bw_n = (size_t)o->bw_mib * 1024 * 1024 / sizeof(float);
+    R->bw_buf = alloc_zeroed(R->bw_n, sizeof(float));
+    if (!R->bw_buf)
+        return (LxStatus)fail(err, LX_ERR_MEMORY, "out of memory for a %d MiB bandwidth buffer (--bw-mib)", o->bw_mib);
+    for (size_t i = 0; i < R->bw_n; i += 1024)
+        R->bw_buf[i] = 1.0f;
+    for (int ti = 0; ti < o->nt; ti++)
+        R->limits[R->n_limits++].threads = o->ts[ti];
+    return LX_OK;
+}
+
+/* After the runs: the bandwidth's median over the repetitions, and the kernels' ceilings. */
+static void limits_finish(BenchReport *R)
+{
+    for (int i = 0; i < R->n_limits; i++) {
+        BenchLimits *l = &R->limits[i];
+        l->bandwidth = stats_median(l->bw, R->r);
+        l->bandwidth_best = stats_max(l->bw, R->r);
+        l->matvec = probe_matvec(R->bw_buf, R->bw_n, l->threads, 5);
+        l->sgemm = probe_product(BENCH_SGEMM_SIZE, l->threads, 3, 1);
+        l->matmul = probe_product(BENCH_SGEMM_SIZE, l->threads, 3, 0);
+    }
+}
+
+/* ------------------------------------------------------------------ the bench */
+
+void bench_begin(BenchReport *R)
+{
+    memset(R, 0, sizeof *R);
+    R->started = now_seconds();
+    R->rss_base = probe_peak_rss();
+}
+
+static LxStatus check_plan(const BenchPlan *o, LxError *err)
+{
+    const Model *m0 = o->models[0];
+    int ctx = bench_context(o), V = m0->config.vocab_size;
+    for (int i = 0; i < o->n_models; i++) {
+        const Model *m = o->models[i];
+        if (m->config.vocab_size != V)
+            return (LxStatus)fail(err, LX_ERR_FILE, "%s has vocab_size %d but %s has %d: members must share one vocabulary",
+                                  m->path, m->config.vocab_size, m0->path, V);
+        if (m->config.seq_len < ctx)
+            return (LxStatus)fail(err, LX_ERR_CONTEXT, "%s: prompt + generated tokens (%d) exceed its context (seq_len %d)",
+                                  m->path, ctx, m->config.seq_len);
+    }
+    return sampler_params_check(&o->sampler, err) ? LX_ERR_ARGUMENT : LX_OK;
+}
+
+LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
+{
+    LxStatus status = check_plan(o, err);
+    if (status != LX_OK)
+        return status;
+    R->r = o->reps;
+    R->models = o->models;
+    R->n_models = o->n_models;
+    R->shape = o->shape;
+    R->sampler = o->sampler;
+    R->seed = o->seed;
+
+    /* the prompt: BOS, then random ids */
+    int V = o->models[0]->config.vocab_size, p_max = list_max(o->ps, o->np);
+    int *prompt = malloc(sizeof(int) * (size_t)p_max);
+    if (!prompt || plan_tests(R, o)) {
+        free(prompt);
+        return (LxStatus)fail(err, LX_ERR_MEMORY, "out of memory");
+    }
+    Rng rng;
+    rng_seed(&rng, o->seed ^ 0x5bd1e995u);
+    prompt[0] = TOKEN_BOS < V ? TOKEN_BOS : 0;
+    for (int i = 1; i < p_max; i++)
+        prompt[i] = (int)(rng_u32(&rng) % (uint32_t)V);
+
+    if (o->limits && (status = limits_init(R, o, err)) != LX_OK)
+        goto done;
+    say(o, "warming up");
+    double busy0 = probe_machine_busy_seconds(), own0 = probe_cpu_seconds(), wall0 = now_seconds();
+    if ((status = warm_up(o, prompt, err)) != LX_OK || (status = run_tests(R, o, prompt, err)) != LX_OK)
+        goto done;
+    R->background = (probe_machine_busy_seconds() - busy0 - (probe_cpu_seconds() - own0)) / (now_seconds() - wall0);
+    account(R);
+    /* the bandwidth buffer was resident all along: take it out of the peak */
+    R->rss_peak = probe_peak_rss() - (double)R->bw_n * sizeof(float);
+    R->process_threads = probe_process_threads();
+    R->blas_threads = probe_blas_threads();
+    if (o->limits) {
+        say(o, "measuring matvec and sgemm peaks");
+        limits_finish(R);
+    }
+    if (o->shape) {
+        snprintf(R->label, sizeof R->label, "%s", o->shape);
+    } else {
+        const char *path = o->models[0]->path, *slash = strrchr(path, '/');
+        snprintf(R->label, sizeof R->label, "%.40s%s", slash ? slash + 1 : path, o->n_models > 1 ? "+" : "");
+    }
+    R->seconds = now_seconds() - R->started;
+done:
+    free(prompt);
+    return status;
+}
+
+void bench_report_free(BenchReport *R)
+{
+    free(R->bw_buf);
+    free(R->tests);
+    free(R->seconds_store);
+    R->bw_buf = NULL;
+    R->tests = NULL;
+    R->seconds_store = NULL;
+}

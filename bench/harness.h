@@ -1,0 +1,132 @@
+/* harness.h: the bench harness: the plan of tests, their interleaved repetitions, and what each
+ * run did. Timed runs go through the library's one generation loop, lx_generate_tokens().
+ *
+ * What is timed. A run appends a prompt of p tokens (BOS, then random ids) and generates n tokens;
+ * every sampled token is kept, end-of-text or not (ignore_eos), so every run does the same work.
+ * The run draws n + 1 tokens: the first draw ends the prompt phase.
+ *   pp p  everything needed to sample the first token after the prompt, including that sample
+ *         (the generation's prompt_seconds):
+ *           single  one batched forward of the p tokens;
+ *           ce      the same for every member, then the mixture;
+ *           me      one member picked, one batched forward of the p tokens through it.
+ *   tg n  n more tokens, each one fed to the members the mode runs and the next one sampled
+ *         (the generation's generate_seconds):
+ *           single  n forwards of one token;
+ *           ce      n forwards of one token in each of the K members;
+ *           me      n catch-ups: the picked member runs, in one batched forward, every token it has
+ *                   not seen yet (for a member's first pick that includes the prompt: ME's prefill
+ *                   is lazy, and tg pays for it).
+ *   "single" is an ensemble of one member: ME with one member is exactly the plain loop.
+ *   tok/s is p / pp seconds and n / tg seconds. Forward calls and tokens processed per member
+ *   are counted (read at the first token, so the pp and the tg work are apart), so the work
+ *   behind each number is on the table.
+ *
+ * Why side by side. The machine is shared and noisy: absolute times from different runs are not
+ * comparable, ratios of runs made next to each other are. So repetitions interleave every test
+ * (repetition 1: single, CE and ME of each K; repetition 2: the same in reverse order, which
+ * cancels a linear drift; ...), and the ME/CE speed-up is the median of the per-repetition
+ * ratios, not a ratio of medians. The same seed is used in every repetition, so the sampled
+ * tokens, ME's member picks and the counters are identical each time: only the clock varies.
+ * Every test starts warm: one untimed forward through each of its members just before it.
+ *
+ * Beside the runs the harness measures the machine's limits (probes.h): the read bandwidth at
+ * every repetition, since it drifts too, and after the runs the matvec and sgemm peaks. Decode
+ * efficiency = weight bytes streamed per second (forward calls x checkpoint weight bytes / tg
+ * seconds) over the bandwidth of the same repetition; prefill efficiency = prefill GFLOP/s over
+ * the sgemm peak. A model small enough to stay in cache can exceed 100%. The CPU time other
+ * processes took during the runs is reported too: on a shared machine it tells whether the
+ * absolute numbers of this run can be trusted. */
+#ifndef LLAMIX_BENCH_HARNESS_H
+#define LLAMIX_BENCH_HARNESS_H
+
+#include <llamix.h>
+#include <stdio.h>
+
+#define BENCH_MAX_LIST 16    /* values in one list (-p 16,64,256) */
+#define BENCH_MAX_REPS 64
+#define BENCH_MAX_MEMBERS 16
+#define BENCH_MAX_MODES 4
+#define BENCH_SINGLE (-1)    /* a bench mode: BENCH_SINGLE or an LxMode */
+#define BENCH_SGEMM_SIZE 2048 /* sgemm peak: a 2048^3 product, 17 GFLOP */
+
+/* What to run: every combination of the lists, over members that the caller opened. */
+typedef struct {
+    LxModel *const *models; /* (n_models) borrowed; the tests of K use the first K */
+    int n_models;
+    const char *shape;      /* the members' shape when they are random; NULL for files */
+    int ks[BENCH_MAX_LIST], nk, ps[BENCH_MAX_LIST], np, ns[BENCH_MAX_LIST], nn;
+    int ts[BENCH_MAX_LIST], nt, modes[BENCH_MAX_MODES], n_modes;
+    int reps;               /* 1..BENCH_MAX_REPS */
+    int limits;             /* measure the bandwidth and the peaks */
+    int bw_mib;             /* size of the bandwidth buffer */
+    uint64_t seed;          /* of the prompt, the sampler and ME's picks */
+    LxSamplerParams sampler;
+    FILE *log;              /* progress lines ("llamix bench: ..."), or NULL */
+} BenchPlan;
+
+typedef struct {
+    long calls[BENCH_MAX_MEMBERS];  /* forward calls per member */
+    long tokens[BENCH_MAX_MEMBERS]; /* tokens processed per member */
+} BenchCounts;
+
+/* One test: a mode, K members, a thread count, a prompt and a generation length, timed r times. */
+typedef struct {
+    int mode;            /* BENCH_SINGLE or an LxMode */
+    int k, threads, n_prompt, n_gen;
+    double *pp_s, *tg_s; /* (r) seconds, one per repetition */
+    BenchCounts pp, tg;  /* identical in every repetition (fixed seed) */
+    double pp_flops;     /* of the pp forwards */
+    double tg_bytes;     /* weight bytes streamed by the tg forwards */
+} BenchTest;
+
+/* The machine's limits at one thread count. */
+typedef struct {
+    int threads;
+    double bw[BENCH_MAX_REPS];        /* GB/s read bandwidth, measured at each repetition */
+    double bandwidth, bandwidth_best; /* GB/s: median and best of bw */
+    double matvec;                    /* GB/s */
+    double sgemm;                     /* GFLOP/s of BLAS sgemm (the plain kernel without BLAS) */
+    double matmul;                    /* GFLOP/s of matmul() on the same product */
+} BenchLimits;
+
+/* Everything the reports print. */
+typedef struct {
+    int r, n_tests;
+    BenchTest *tests;        /* in the order of the plan */
+    double *seconds_store;   /* every test's pp_s and tg_s */
+    int n_limits;
+    BenchLimits limits[BENCH_MAX_LIST]; /* one per thread count; none without limits */
+    float *bw_buf;           /* (bw_n) the bandwidth buffer, NULL without limits */
+    size_t bw_n;
+    LxModel *const *models;
+    int n_models;
+    const char *shape;       /* NULL for files */
+    char label[64];          /* the model column: the shape, or the first file's name */
+    LxSamplerParams sampler;
+    uint64_t seed;
+    double rss_peak, rss_base;   /* bytes: the peak (bandwidth buffer taken out), before loading */
+    double checkpoint_bytes;     /* the members' files, mapped */
+    double state_bytes;          /* the largest ensemble's heap, as measured when it was made */
+    int process_threads, blas_threads;
+    double started;          /* clock at bench_begin */
+    double seconds;          /* the whole bench */
+    double background;       /* CPUs busy with other processes during the runs, on average */
+} BenchReport;
+
+/* Zero R and note the clock and the process's size before any member is loaded. */
+void bench_begin(BenchReport *R);
+
+/* The most tokens one test holds: the longest prompt plus the longest generation. */
+int bench_context(const BenchPlan *plan);
+
+/* Check the plan against its members, run it and fill R. LX_ERR_FILE: members that cannot be
+ * ensembled; LX_ERR_CONTEXT: a test longer than a member's context; LX_ERR_ARGUMENT: a bad
+ * setting; LX_ERR_MEMORY. Progress goes to plan->log. */
+LxStatus bench_run(const BenchPlan *plan, BenchReport *R, LxError *err);
+
+void bench_report_free(BenchReport *R);
+
+/* "single", or lx_mode_name(). */
+const char *bench_mode_name(int mode);
+
+#endif

@@ -1,0 +1,356 @@
+/* report.c: the Markdown and JSON reports of a bench (see report.h). */
+#include "config.h"
+#include "internal.h"
+#include "probes.h"
+#include "report.h"
+#include "stats.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static const BenchLimits *limits_for(const BenchReport *R, int threads)
+{
+    for (int i = 0; i < R->n_limits; i++)
+        if (R->limits[i].threads == threads)
+            return &R->limits[i];
+    return NULL;
+}
+
+/* Per-repetition rates of one test: tok/s of pp or tg. */
+static void rates(const BenchTest *t, int r, int tg, double *out)
+{
+    for (int i = 0; i < r; i++)
+        out[i] = tg ? t->n_gen / t->tg_s[i] : t->n_prompt / t->pp_s[i];
+}
+
+static const BenchTest *find_test(const BenchReport *R, int mode, int k, int threads, int p, int n)
+{
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *t = &R->tests[i];
+        if (t->mode == mode && t->k == k && t->threads == threads && t->n_prompt == p && t->n_gen == n)
+            return t;
+    }
+    return NULL;
+}
+
+/* Per repetition: the rate behind a test's tok/s (tg: weight GB/s streamed, pp: GFLOP/s) and its
+ * efficiency (tg: over the read bandwidth measured in the same repetition; pp: over the sgemm
+ * peak). The efficiency is NAN when the limits were not measured. Returns the median efficiency
+ * and leaves the median rate in *rate. */
+static double efficiency(const BenchReport *R, const BenchTest *t, int tg, double *rate)
+{
+    const BenchLimits *lim = limits_for(R, t->threads);
+    double x[BENCH_MAX_REPS], e[BENCH_MAX_REPS];
+    for (int j = 0; j < R->r; j++) {
+        x[j] = tg ? t->tg_bytes / t->tg_s[j] / 1e9 : t->pp_flops / t->pp_s[j] / 1e9;
+        e[j] = !lim ? NAN : tg ? x[j] / lim->bw[j] : x[j] / lim->sgemm;
+    }
+    *rate = stats_median(x, R->r);
+    return stats_median(e, R->r);
+}
+
+/* Per-repetition ratios a/b of tg tok/s (end_to_end: of (p + n) / (pp + tg) seconds). */
+static void ratios(const BenchTest *a, const BenchTest *b, int r, int end_to_end, double *out)
+{
+    for (int i = 0; i < r; i++)
+        out[i] = end_to_end ? (b->pp_s[i] + b->tg_s[i]) / (a->pp_s[i] + a->tg_s[i]) : b->tg_s[i] / a->tg_s[i];
+}
+
+/* "256/256 x3" when every member did the same, else each member's calls/tokens. */
+static void format_counts(char *out, size_t size, const BenchCounts *c, int k)
+{
+    int same = 1;
+    for (int i = 1; i < k; i++)
+        same &= c->calls[i] == c->calls[0] && c->tokens[i] == c->tokens[0];
+    if (same) {
+        snprintf(out, size, k > 1 ? "%ld/%ld x%d" : "%ld/%ld", c->calls[0], c->tokens[0], k);
+        return;
+    }
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < k && used < size; i++)
+        used += (size_t)snprintf(out + used, size - used, "%s%ld/%ld", i ? " " : "", c->calls[i], c->tokens[i]);
+}
+
+void report_markdown(FILE *f, const BenchReport *R)
+{
+    const ModelConfig *c = &R->models[0]->config;
+    char cpu[256];
+    probe_cpu_model(cpu, sizeof cpu);
+    fprintf(f, "## llamix bench\n\n");
+    if (R->shape)
+        fprintf(f, "- members: %d random of shape %s (D %d, H %d, L %d, heads %d/%d, V %d; %.1f MB of weights per token)\n",
+                R->n_models, R->shape, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                c->vocab_size, model_weight_bytes(c) / 1e6);
+    else
+        for (int i = 0; i < R->n_models; i++) {
+            const ModelConfig *ci = &R->models[i]->config;
+            fprintf(f, "- member %d: %s (D %d, H %d, L %d, heads %d/%d, V %d; %.1f MB of weights per token)\n",
+                    i + 1, R->models[i]->path, ci->dim, ci->hidden_dim, ci->n_layers, ci->n_heads,
+                    ci->n_kv_heads, ci->vocab_size, model_weight_bytes(ci) / 1e6);
+        }
+    fprintf(f, "- sampler: temperature %g, top-p %g, top-k %d; seed %llu; %d repetitions after a warm-up\n",
+            R->sampler.temperature, R->sampler.top_p, R->sampler.top_k, (unsigned long long)R->seed, R->r);
+    fprintf(f, "- machine: %s, %ld logical CPUs; kernels %s; BLAS %s\n", cpu, sysconf(_SC_NPROCESSORS_ONLN),
+            lx_kernel_name(), probe_blas_config());
+    fprintf(f, "- pp: the prompt through what the mode runs, up to the first sample (me: one picked member). "
+               "tg: the tokens after it (me: catch-ups, a member's first pick includes the prompt). "
+               "tok/s: median +- median absolute deviation. calls/tokens: forward calls and tokens per member. "
+               "efficiency: pp GFLOP/s (%% of sgemm peak), tg weight GB/s (%% of read bandwidth)\n\n");
+
+    fprintf(f, "| mode       |  K | model  | threads | test   |               tok/s | calls/tokens per member   | efficiency          |\n");
+    fprintf(f, "| ---------- | -: | ------ | ------: | ------ | ------------------: | ------------------------- | ------------------- |\n");
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *t = &R->tests[i];
+        for (int tg = 0; tg <= 1; tg++) {
+            int tokens = tg ? t->n_gen : t->n_prompt;
+            if (tokens == 0)
+                continue;
+            char test[32], tps[64], counts[160], eff[64];
+            snprintf(test, sizeof test, "%s%d", tg ? "tg" : "pp", tokens);
+            double x[BENCH_MAX_REPS];
+            rates(t, R->r, tg, x);
+            snprintf(tps, sizeof tps, "%.1f +- %.1f", stats_median(x, R->r), stats_mad(x, R->r));
+            format_counts(counts, sizeof counts, tg ? &t->tg : &t->pp, t->k);
+            double rate, e = efficiency(R, t, tg, &rate);
+            int n = snprintf(eff, sizeof eff, tg ? "%.1f GB/s" : "%.1f GFLOP/s", rate);
+            if (isfinite(e))
+                snprintf(eff + n, sizeof eff - (size_t)n, " (%.0f%%)", 100 * e);
+            fprintf(f, "| %-10s | %2d | %-6s | %7d | %-6s | %19s | %-25s | %-19s |\n", bench_mode_name(t->mode),
+                    t->mode == BENCH_SINGLE ? 1 : t->k, R->label, t->threads, test, tps, counts, eff);
+        }
+    }
+    fprintf(f, "\n");
+
+    /* ME over CE, side by side */
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *ce = &R->tests[i];
+        const BenchTest *me = ce->mode == LX_MODE_CE && ce->n_gen > 0 ?
+                         find_test(R, LX_MODE_ME, ce->k, ce->threads, ce->n_prompt, ce->n_gen) : NULL;
+        if (!me)
+            continue;
+        double x[BENCH_MAX_REPS], y[BENCH_MAX_REPS];
+        ratios(me, ce, R->r, 0, x);
+        ratios(me, ce, R->r, 1, y);
+        fprintf(f, "- ME/CE speed-up, K %d, %d thread%s, tg%d after pp%d: **%.2fx** (range %.2f-%.2f over %d "
+                   "side-by-side pairs; ceiling %d); pp%d+tg%d end to end: %.2fx\n",
+                ce->k, ce->threads, ce->threads > 1 ? "s" : "", ce->n_gen, ce->n_prompt, stats_median(x, R->r),
+                stats_min(x, R->r), stats_max(x, R->r), R->r, ce->k, ce->n_prompt, ce->n_gen, stats_median(y, R->r));
+    }
+    /* thread scaling against the first thread count */
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *t = &R->tests[i];
+        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen);
+        if (!base || base == t || (t->mode != BENCH_SINGLE && t->k != R->tests[R->n_tests - 1].k))
+            continue;
+        double x[BENCH_MAX_REPS], y[BENCH_MAX_REPS];
+        for (int j = 0; j < R->r; j++) {
+            x[j] = base->pp_s[j] / t->pp_s[j];
+            y[j] = t->n_gen ? base->tg_s[j] / t->tg_s[j] : NAN;
+        }
+        fprintf(f, "- %d threads over %d, %s K %d: pp%d %.2fx", t->threads, base->threads, bench_mode_name(t->mode),
+                t->k, t->n_prompt, stats_median(x, R->r));
+        if (t->n_gen)
+            fprintf(f, ", tg%d %.2fx", t->n_gen, stats_median(y, R->r));
+        fprintf(f, " (median of side-by-side ratios)\n");
+    }
+    for (int i = 0; i < R->n_limits; i++) {
+        const BenchLimits *l = &R->limits[i];
+        fprintf(f, "- machine, %d thread%s: read bandwidth %.1f GB/s (best %.1f), matvec %.1f GB/s; %d^3 product: "
+                   "sgemm %.1f GFLOP/s%s, llamix matmul %.1f GFLOP/s\n",
+                l->threads, l->threads > 1 ? "s" : "", l->bandwidth, l->bandwidth_best, l->matvec, BENCH_SGEMM_SIZE,
+                l->sgemm, kernels_have_blas() ? "" : " (no BLAS: the plain kernel)", l->matmul);
+    }
+    fprintf(f, "- memory: peak RSS %.1f MB = %.0f%% of the expected %.1f MB (checkpoints %.1f + run state %.1f + "
+               "process before loading %.1f)\n",
+            R->rss_peak / 1e6, 100 * R->rss_peak / (R->checkpoint_bytes + R->state_bytes + R->rss_base),
+            (R->checkpoint_bytes + R->state_bytes + R->rss_base) / 1e6, R->checkpoint_bytes / 1e6,
+            R->state_bytes / 1e6, R->rss_base / 1e6);
+    char blas[64];
+    if (R->blas_threads > 0)
+        snprintf(blas, sizeof blas, "BLAS runs %d per call", R->blas_threads);
+    else
+        snprintf(blas, sizeof blas, R->blas_threads == 0 ? "no BLAS" : "BLAS threads unknown");
+    fprintf(f, "- threads: %d in the process after the runs; %s; bench took %.1f s\n", R->process_threads, blas,
+            R->seconds);
+    if (isfinite(R->background))
+        fprintf(f, "- background: other processes kept %.2f of the %ld CPUs busy during the runs%s\n", R->background,
+                sysconf(_SC_NPROCESSORS_ONLN), R->background > 0.2 ? " (the absolute numbers suffer; the side-by-side ratios less)" : "");
+}
+
+/* JSON string: quotes, backslashes and control characters escaped. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+/* A number, or null for what JSON cannot say (NaN when a limit was not measured). */
+static void json_number(FILE *f, double x)
+{
+    if (isfinite(x))
+        fprintf(f, "%.6g", x);
+    else
+        fputs("null", f);
+}
+
+/* {"median":..,"mad":..,"min":..,"max":..,"samples":[..]} */
+static void json_stats(FILE *f, const double *x, int n)
+{
+    const char *names[] = {"median", "mad", "min", "max"};
+    double values[] = {stats_median(x, n), stats_mad(x, n), stats_min(x, n), stats_max(x, n)};
+    for (int i = 0; i < 4; i++) {
+        fprintf(f, "%s\"%s\":", i ? "," : "{", names[i]);
+        json_number(f, values[i]);
+    }
+    fprintf(f, ",\"samples\":[");
+    for (int i = 0; i < n; i++) {
+        fputs(i ? "," : "", f);
+        json_number(f, x[i]);
+    }
+    fprintf(f, "]}");
+}
+
+static void json_counts(FILE *f, const BenchCounts *c, int k)
+{
+    fprintf(f, "{\"calls\":[");
+    for (int i = 0; i < k; i++)
+        fprintf(f, "%s%ld", i ? "," : "", c->calls[i]);
+    fprintf(f, "],\"tokens\":[");
+    for (int i = 0; i < k; i++)
+        fprintf(f, "%s%ld", i ? "," : "", c->tokens[i]);
+    fprintf(f, "]}");
+}
+
+/* One object; every result and ratio on a line of its own, so line tools (grep, awk) can read it. */
+void report_json(FILE *f, const BenchReport *R)
+{
+    char cpu[256];
+    probe_cpu_model(cpu, sizeof cpu);
+    fprintf(f, "{\n\"llamix\":");
+    json_string(f, PACKAGE_VERSION);
+    fprintf(f, ",\n\"machine\":{\"cpu\":");
+    json_string(f, cpu);
+    fprintf(f, ",\"logical_cpus\":%ld,\"memory_bytes\":%.0f,\"kernels\":", sysconf(_SC_NPROCESSORS_ONLN),
+            (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE));
+    json_string(f, lx_kernel_name());
+    fprintf(f, ",\"blas\":");
+    json_string(f, probe_blas_config());
+    fprintf(f, ",\"compiler\":");
+    json_string(f, __VERSION__);
+    fprintf(f, "},\n\"limits\":[");
+    for (int i = 0; i < R->n_limits; i++) {
+        const BenchLimits *l = &R->limits[i];
+        fprintf(f, "%s\n {\"threads\":%d,\"read_bandwidth_gbs\":", i ? "," : "", l->threads);
+        json_number(f, l->bandwidth);
+        fprintf(f, ",\"read_bandwidth_best_gbs\":");
+        json_number(f, l->bandwidth_best);
+        fprintf(f, ",\"matvec_gbs\":");
+        json_number(f, l->matvec);
+        fprintf(f, ",\"sgemm_gflops\":");
+        json_number(f, l->sgemm);
+        fprintf(f, ",\"matmul_gflops\":");
+        json_number(f, l->matmul);
+        fprintf(f, "}");
+    }
+    fprintf(f, "],\n\"members\":[");
+    for (int i = 0; i < R->n_models; i++) {
+        const ModelConfig *c = &R->models[i]->config;
+        fprintf(f, "%s\n {\"path\":", i ? "," : "");
+        json_string(f, R->shape ? "(random)" : R->models[i]->path);
+        fprintf(f, ",\"shape\":");
+        json_string(f, R->label);
+        fprintf(f, ",\"dim\":%d,\"hidden_dim\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,"
+                   "\"vocab_size\":%d,\"seq_len\":%d,\"weight_bytes\":%zu,\"file_bytes\":%zu}",
+                c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
+                model_weight_bytes(c), R->models[i]->size);
+    }
+    fprintf(f, "],\n\"sampler\":{\"temperature\":%g,\"top_p\":%g,\"top_k\":%d},\"seed\":%llu,\"repetitions\":%d,\n",
+            R->sampler.temperature, R->sampler.top_p, R->sampler.top_k, (unsigned long long)R->seed, R->r);
+    fprintf(f, "\"results\":[");
+    int first = 1;
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *t = &R->tests[i];
+        for (int tg = 0; tg <= 1; tg++) {
+            int tokens = tg ? t->n_gen : t->n_prompt;
+            if (tokens == 0)
+                continue;
+            double x[BENCH_MAX_REPS], rate, e = efficiency(R, t, tg, &rate);
+            rates(t, R->r, tg, x);
+            fprintf(f, "%s\n {\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",", bench_mode_name(t->mode), t->k);
+            json_string(f, R->label);
+            fprintf(f, ",\"threads\":%d,\"test\":\"%s%d\",\"n_prompt\":%d,\"n_gen\":%d,\"tok_s\":", t->threads,
+                    tg ? "tg" : "pp", tokens, t->n_prompt, t->n_gen);
+            json_stats(f, x, R->r);
+            fprintf(f, tg ? ",\"weight_gbs\":" : ",\"gflops\":");
+            json_number(f, rate);
+            fprintf(f, tg ? ",\"decode_efficiency\":" : ",\"prefill_efficiency\":");
+            json_number(f, e);
+            fprintf(f, ",\"per_member\":");
+            json_counts(f, tg ? &t->tg : &t->pp, t->k);
+            fprintf(f, "}");
+            first = 0;
+        }
+    }
+    fprintf(f, "],\n\"speedups\":[");
+    first = 1;
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *ce = &R->tests[i];
+        const BenchTest *me = ce->mode == LX_MODE_CE && ce->n_gen > 0 ?
+                         find_test(R, LX_MODE_ME, ce->k, ce->threads, ce->n_prompt, ce->n_gen) : NULL;
+        if (!me)
+            continue;
+        double x[BENCH_MAX_REPS];
+        fprintf(f, "%s\n {\"what\":\"me/ce\",\"k\":%d,\"shape\":", first ? "" : ",", ce->k);
+        json_string(f, R->label);
+        fprintf(f, ",\"threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"tg\":", ce->threads, ce->n_prompt, ce->n_gen);
+        ratios(me, ce, R->r, 0, x);
+        json_stats(f, x, R->r);
+        fprintf(f, ",\"end_to_end\":");
+        ratios(me, ce, R->r, 1, x);
+        json_stats(f, x, R->r);
+        fprintf(f, "}");
+        first = 0;
+    }
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *t = &R->tests[i];
+        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen);
+        if (!base || base == t)
+            continue;
+        double x[BENCH_MAX_REPS];
+        fprintf(f, "%s\n {\"what\":\"threads\",\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",",
+                bench_mode_name(t->mode), t->k);
+        json_string(f, R->label);
+        fprintf(f, ",\"threads\":%d,\"over_threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"pp\":", t->threads,
+                base->threads, t->n_prompt, t->n_gen);
+        for (int j = 0; j < R->r; j++)
+            x[j] = base->pp_s[j] / t->pp_s[j];
+        json_stats(f, x, R->r);
+        if (t->n_gen) {
+            fprintf(f, ",\"tg\":");
+            for (int j = 0; j < R->r; j++)
+                x[j] = base->tg_s[j] / t->tg_s[j];
+            json_stats(f, x, R->r);
+        }
+        fprintf(f, "}");
+        first = 0;
+    }
+    fprintf(f, "],\n\"memory\":{\"peak_rss_bytes\":%.0f,\"checkpoint_bytes\":%.0f,\"state_bytes\":%.0f,"
+               "\"base_rss_bytes\":%.0f},\n",
+            R->rss_peak, R->checkpoint_bytes, R->state_bytes, R->rss_base);
+    fprintf(f, "\"process_threads\":%d,\"blas_threads_per_call\":%d,\"seconds\":%.2f,\"background_cpus\":",
+            R->process_threads, R->blas_threads, R->seconds);
+    json_number(f, R->background);
+    fprintf(f, "\n}\n");
+}

@@ -1,0 +1,368 @@
+/* llamix.h: the public API of llamix, LLM ensembling on the CPU.
+ *
+ * llamix samples text from an ensemble of K language models (llama2.c checkpoints) with weights
+ * w_k. The conventional ensemble (CE) runs every member at every step and draws the next token
+ * from q = sum_k w_k S(p_k), where p_k is member k's next-token distribution and S the sampling
+ * transform (temperature, top-k, top-p, min-p). The mixture-model-like ensemble (ME, Fu et al.,
+ * ICML 2026) draws a member k ~ w first and then a token from S(p_k): the same distribution q,
+ * but only one member runs per token. A member that sat idle catches up on the tokens it missed,
+ * in one batched forward, when it is next picked.
+ *
+ * Tutorial. Open the members and the tokenizer they share, build an ensemble, generate:
+ *
+ *     #include <llamix.h>
+ *     #include <stdio.h>
+ *
+ *     static int print_token(void *user, const LxTokenEvent *ev)
+ *     {
+ *         (void)user;
+ *         fwrite(ev->text, 1, ev->text_length, stdout);   // the text this token released
+ *         return 0;                                       // nonzero would stop generation
+ *     }
+ *
+ *     int main(void)
+ *     {
+ *         LxError err;
+ *         LxModel *models[2] = {NULL, NULL};
+ *         LxTokenizer *tok = NULL;
+ *         LxEnsemble *e = NULL;
+ *         if (lx_model_open("a.bin", &models[0], &err) || lx_model_open("b.bin", &models[1], &err) ||
+ *             lx_tokenizer_open("tok.bin", lx_model_config(models[0]).vocab_size, &tok, &err))
+ *             goto fail;
+ *
+ *         LxEnsembleParams p = lx_ensemble_defaults();    // ME, uniform weights, T 1, top-p 0.9
+ *         double weights[2] = {0.7, 0.3};
+ *         p.weights = weights;
+ *         p.seed = 42;
+ *         if (lx_ensemble_new(models, 2, &tok, 1, &p, &e, &err))
+ *             goto fail;
+ *
+ *         LxGenerateParams g = lx_generate_defaults();    // 256 tokens, stop at end of text
+ *         LxGenerateStats stats;
+ *         if (lx_generate(e, "Once upon a time", &g, print_token, NULL, &stats, &err))
+ *             goto fail;
+ *         printf("\n%d tokens, stopped by %s\n", stats.n_generated, lx_stop_name(stats.stop));
+ *         lx_ensemble_free(e);
+ *         lx_tokenizer_free(tok);
+ *         lx_model_close(models[0]);
+ *         lx_model_close(models[1]);
+ *         return 0;
+ *     fail:
+ *         fprintf(stderr, "%s\n", err.message);
+ *         ...free what was opened (every free accepts NULL)...
+ *         return 1;
+ *     }
+ *
+ * Build it with `cc prog.c $(pkg-config --cflags --libs llamix)`. examples/embed.c is this
+ * program in full.
+ *
+ * Conventions.
+ *   - Every function that can fail returns an LxStatus (LX_OK is 0) and, when err is not NULL,
+ *     fills it with the status and a one-line message naming the file or setting and the problem.
+ *     The library never prints, never exits, and installs no signal handler.
+ *   - Objects are opaque and come in pairs: lx_X_open / lx_X_new allocate, lx_X_close / lx_X_free
+ *     release (NULL is accepted). On failure *out is set to NULL.
+ *   - Lifetimes: a model and a tokenizer must outlive every ensemble built on them; the ensemble
+ *     only borrows them. Strings returned by the library point into the object they came from and
+ *     stay valid until it is freed (or, for an LxTokenEvent, until the callback returns).
+ *   - Threads: a model and a tokenizer are read-only after opening and may be shared by any
+ *     number of threads and ensembles. An ensemble belongs to one thread at a time. Each ensemble
+ *     uses the number of threads in its parameters (OpenMP num_threads clauses): nothing here
+ *     calls omp_set_num_threads, so two ensembles may use different thread counts.
+ *   - Process-wide state, all of it explicit: lx_blas_single_thread() (pins a threaded OpenBLAS
+ *     to one thread; the llamix program calls it, a library never does) and the choice of vector
+ *     kernels (AVX-512, AVX2 or plain C), made from the CPU's features on first use and reported
+ *     by lx_kernel_name().
+ *   - Greedy decoding (temperature 0) is the one case where CE and ME differ: CE takes the argmax
+ *     of sum_k w_k p_k, ME the argmax of the member it picked. */
+#ifndef LLAMIX_H
+#define LLAMIX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define LX_API __attribute__((visibility("default")))
+#else
+#define LX_API
+#endif
+
+/* ------------------------------------------------------------------ errors, version, runtime */
+
+typedef enum {
+    LX_OK = 0,
+    LX_ERR_ARGUMENT, /* a bad argument or setting */
+    LX_ERR_FILE,     /* a file is missing, unreadable, or not in the expected format */
+    LX_ERR_MEMORY,   /* out of memory */
+    LX_ERR_IO,       /* reading or writing failed (disk full, ...) */
+    LX_ERR_CONTEXT,  /* the sequence does not fit in the context */
+} LxStatus;
+
+#define LX_ERROR_LENGTH 512
+typedef struct {
+    LxStatus status;
+    char message[LX_ERROR_LENGTH]; /* one line, no newline */
+} LxError;
+
+/* "0.2.0" and the like. */
+LX_API const char *lx_version(void);
+/* "ok", "bad argument", "bad file", "out of memory", "I/O error", "context full". */
+LX_API const char *lx_status_name(LxStatus status);
+
+/* Pin a threaded OpenBLAS to one thread. llamix splits every matrix product over its own threads
+ * and calls BLAS (for large batches) from each of them, so BLAS threads of its own would
+ * oversubscribe the cores. Process-wide: call it once at start-up if nothing else in the program
+ * wants BLAS threads. Does nothing when llamix was built without OpenBLAS. */
+LX_API void lx_blas_single_thread(void);
+/* The threads an ensemble with threads = 0 uses: OpenMP's default (OMP_NUM_THREADS, or every
+ * core); 1 without OpenMP. */
+LX_API int lx_threads_default(void);
+/* The vector kernels in use: "avx512", "avx2" or "generic". The choice is made from the CPU's
+ * features on the first call of this or of any forward pass, once for the process. */
+LX_API const char *lx_kernel_name(void);
+
+/* ------------------------------------------------------------------ models */
+
+typedef struct LxModel LxModel; /* a llama2.c checkpoint, mapped read-only */
+
+typedef struct {
+    int dim;        /* model width */
+    int hidden_dim; /* feed-forward width */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads; /* < n_heads: grouped-query attention */
+    int vocab_size;
+    int seq_len;    /* the longest context the model was made for */
+} LxModelConfig;
+
+/* Map a checkpoint (llama2.c version 0 or 1, fp32) read-only and validate it: every size in the
+ * header is checked for overflow and against the file's size. The caller owns *out and closes it
+ * with lx_model_close() after every ensemble using it is freed. */
+LX_API LxStatus lx_model_open(const char *path, LxModel **out, LxError *err);
+LX_API void lx_model_close(LxModel *m);
+LX_API LxModelConfig lx_model_config(const LxModel *m);
+LX_API const char *lx_model_path(const LxModel *m);
+/* Bytes of weights one forward pass reads (every matrix and the classifier). */
+LX_API size_t lx_model_weight_bytes(const LxModelConfig *c);
+
+/* A named shape, for random checkpoints: "tiny", "260K", "15M", "42M", "110M". */
+LX_API LxStatus lx_model_shape(const char *name, LxModelConfig *out, LxError *err);
+/* Write a checkpoint of config c with random weights N(0, std^2) (std 0: 1/sqrt(dim)) from
+ * seed, in version 0 or 1, with a shared or separate classifier. For tests and benchmarks. */
+LX_API LxStatus lx_model_write_random(const char *path, const LxModelConfig *c, int version,
+                                      int shared_classifier, uint64_t seed, float std, LxError *err);
+
+/* ------------------------------------------------------------------ tokenizer */
+
+typedef struct LxTokenizer LxTokenizer; /* llama2.c's tokenizer.bin: byte-pair merges by score */
+
+#define LX_TOKEN_BOS 1 /* beginning of text (llama2.c) */
+#define LX_TOKEN_EOS 2 /* end of text */
+
+/* Load a tokenizer of exactly vocab_size entries (0: as many as the file holds). The caller owns
+ * *out and frees it with lx_tokenizer_free() after every ensemble using it. */
+LX_API LxStatus lx_tokenizer_open(const char *path, int vocab_size, LxTokenizer **out, LxError *err);
+LX_API void lx_tokenizer_free(LxTokenizer *t);
+LX_API int lx_tokenizer_vocab_size(const LxTokenizer *t);
+/* Encode UTF-8 text as llama2.c does (BOS if bos, a dummy-prefix space, merges, byte fallback),
+ * then EOS if eos. Writes at most max_tokens ids and the count to *n_tokens; strlen(text) + 3
+ * ids always suffice. Fails on a character the vocabulary cannot represent. */
+LX_API LxStatus lx_tokenize(const LxTokenizer *t, const char *text, int bos, int eos, int *tokens,
+                            int max_tokens, int *n_tokens, LxError *err);
+/* The raw piece of id ("<0x0A>", "\n<s>\n", ...), and the text to print for token after prev
+ * (no space after BOS, byte pieces as bytes, lone control bytes dropped). Both point into t. */
+LX_API const char *lx_token_piece(const LxTokenizer *t, int id);
+LX_API const char *lx_token_text(const LxTokenizer *t, int prev, int token);
+
+/* ------------------------------------------------------------------ ensembles */
+
+typedef struct LxEnsemble LxEnsemble; /* K members, one shared sequence, a sampler */
+
+typedef enum {
+    LX_MODE_ME,         /* pick k ~ w, then draw from S(p_k): one member per token */
+    LX_MODE_CE,         /* every member every token, draw from sum_k w_k S(p_k): ME's distribution */
+    LX_MODE_CE_MIXTURE, /* draw from S(sum_k w_k p_k), the paper's CE code: another distribution,
+                           equal to the others only at temperature 1 without truncation */
+} LxMode;
+
+/* S: temperature, then top-k, then top-p, then min-p, renormalised; ties by the lower id. */
+typedef struct {
+    float temperature; /* 0: greedy */
+    int top_k;         /* 0: off */
+    float top_p;       /* 1: off */
+    float min_p;       /* 0: off */
+} LxSamplerParams;
+
+typedef struct {
+    const double *weights;   /* K weights (finite, > 0; normalised here), or NULL for uniform */
+    int n_ctx;               /* positions to hold; 0: the smallest member's seq_len */
+    int threads;             /* 0: lx_threads_default() */
+    LxMode mode;
+    LxSamplerParams sampler;
+    uint64_t seed;           /* the token coins and ME's member coins both derive from it */
+} LxEnsembleParams;
+
+/* ME, uniform weights, the whole context, default threads, temperature 1, top-p 0.9, seed 0. */
+LX_API LxEnsembleParams lx_ensemble_defaults(void);
+/* Parse "me", "ce", "ce-mixture"; LX_ERR_ARGUMENT otherwise. */
+LX_API LxStatus lx_mode_parse(const char *name, LxMode *mode, LxError *err);
+LX_API const char *lx_mode_name(LxMode mode);
+/* Parse "0.5,0.3,0.2" into exactly k weights, each finite and > 0. */
+LX_API LxStatus lx_weights_parse(const char *text, int k, double *weights, LxError *err);
+
+/* The longest context every one of k models supports: the smallest seq_len. */
+LX_API int lx_models_context(LxModel *const *models, int k);
+
+/* Build an ensemble of k members. Every check that spans members is made here: the same
+ * vocabulary size, the weights, the sampler settings, the usable context (n_ctx at most every
+ * member's seq_len), and the tokenizers: n_tokenizers is 1 (shared) or k (one per member, which
+ * must then be identical), each of the members' vocabulary size, or 0 for an ensemble driven by
+ * token ids only (lx_generate_tokens; lx_generate then fails). models and tokenizers
+ * are borrowed and must outlive the ensemble; the arrays themselves may be freed after the call.
+ * Allocates every member's KV cache for n_ctx positions. The caller owns *out. */
+LX_API LxStatus lx_ensemble_new(LxModel *const *models, int k, LxTokenizer *const *tokenizers,
+                                int n_tokenizers, const LxEnsembleParams *params, LxEnsemble **out,
+                                LxError *err);
+LX_API void lx_ensemble_free(LxEnsemble *e);
+
+/* Members, their normalised weights, and what each has run so far (forward calls and tokens
+ * processed; ME's catch-ups show up as calls of several tokens). */
+LX_API int lx_ensemble_size(const LxEnsemble *e);
+LX_API int lx_ensemble_context(const LxEnsemble *e);
+LX_API const LxEnsembleParams *lx_ensemble_params(const LxEnsemble *e); /* weights normalised */
+LX_API const LxTokenizer *lx_ensemble_tokenizer(const LxEnsemble *e);
+LX_API void lx_ensemble_member_counts(const LxEnsemble *e, int i, long *forward_calls,
+                                      long *tokens_processed);
+/* Empty the sequence and zero the counters; the members stay loaded, the random streams go on. */
+LX_API void lx_ensemble_reset(LxEnsemble *e);
+/* Restart the random streams from seed (it becomes the seed every later lx_generate starts from). */
+LX_API void lx_ensemble_set_seed(LxEnsemble *e, uint64_t seed);
+
+/* The step-by-step interface under lx_generate. Append tokens to the shared sequence (no forward
+ * runs here); LX_ERR_CONTEXT if they would not fit. */
+LX_API LxStatus lx_ensemble_append(LxEnsemble *e, const int *tokens, int n, LxError *err);
+LX_API int lx_ensemble_length(const LxEnsemble *e);
+/* Draw the next token after the sequence, in the ensemble's mode (it is not appended). member
+ * gets the member ME picked (-1 for CE), logprob the log-probability of the token under the
+ * distribution it was drawn from (0 when greedy). Either may be NULL. */
+LX_API LxStatus lx_ensemble_sample(LxEnsemble *e, int *token, int *member, float *logprob,
+                                   LxError *err);
+/* The exact next-token distribution of the mode, q (V): sum_k w_k S(p_k) for CE and ME alike,
+ * S(sum_k w_k p_k) for ce-mixture, the one-hot of CE's choice when greedy. Runs every member. */
+LX_API LxStatus lx_ensemble_distribution(LxEnsemble *e, float *q, LxError *err);
+
+/* ------------------------------------------------------------------ generation */
+
+typedef enum {
+    LX_STOP_END,      /* the ensemble drew end of text (BOS or EOS) */
+    LX_STOP_BUDGET,   /* n_predict tokens generated */
+    LX_STOP_CONTEXT,  /* the context is full */
+    LX_STOP_STRING,   /* a stop string appeared in the text */
+    LX_STOP_CALLBACK, /* the callback asked to stop */
+} LxStopReason;
+
+LX_API const char *lx_stop_name(LxStopReason reason); /* "end of text", "budget", ... */
+
+typedef struct {
+    int n_predict;                 /* tokens to generate; -1: until the context is full */
+    const char *const *stop;       /* n_stop stop strings (may be NULL when n_stop is 0) */
+    int n_stop;
+    int ignore_eos;                /* 1: keep going through end-of-text tokens (benchmarks) */
+} LxGenerateParams;
+
+/* 256 tokens, no stop strings, stop at end of text. */
+LX_API LxGenerateParams lx_generate_defaults(void);
+
+/* What the callback hears once per generated token, and once more at the end when held-back
+ * text remains (token -1 then). Text is released as soon as it cannot be the start of a stop
+ * string: a token that might begin one releases nothing until that is decided, and the text of
+ * a found stop string and everything after it is never released. */
+typedef struct {
+    int token;          /* the token id, -1 on the final release */
+    int member;         /* the member ME picked, -1 for CE */
+    float logprob;      /* log-probability of the token under the distribution sampled */
+    int index;          /* 0 for the first generated token */
+    const char *text;   /* the text released now (not NUL-terminated), valid during the call */
+    size_t text_length;
+} LxTokenEvent;
+
+/* Return 0 to go on, nonzero to stop (LX_STOP_CALLBACK). */
+typedef int (*LxTokenCallback)(void *user, const LxTokenEvent *event);
+
+typedef struct {
+    int n_prompt;            /* prompt tokens (BOS included) */
+    int n_generated;         /* tokens generated (an end-of-text token that stopped is not one) */
+    double prompt_seconds;   /* from the start to the first token drawn (the prefill) */
+    double generate_seconds; /* from the first token drawn to the last */
+    LxStopReason stop;
+    int stop_index;          /* which stop string, for LX_STOP_STRING; else -1 */
+} LxGenerateStats;
+
+/* Reset the ensemble and its random streams to its seed, encode prompt (with BOS) with its
+ * tokenizer, and generate: draw a token, hand it to the callback, append it, until a stop
+ * condition. So the same call on the same ensemble gives the same text (lx_ensemble_set_seed for
+ * another sample). callback may be NULL; stats may be NULL. The per-member counters of
+ * lx_ensemble_member_counts() then cover this generation. */
+LX_API LxStatus lx_generate(LxEnsemble *e, const char *prompt, const LxGenerateParams *params,
+                            LxTokenCallback callback, void *user, LxGenerateStats *stats,
+                            LxError *err);
+/* The same from prompt token ids (n_prompt >= 1; usually BOS first). */
+LX_API LxStatus lx_generate_tokens(LxEnsemble *e, const int *prompt, int n_prompt,
+                                   const LxGenerateParams *params, LxTokenCallback callback,
+                                   void *user, LxGenerateStats *stats, LxError *err);
+
+/* ------------------------------------------------------------------ scoring */
+
+/* How well each member, and their mixture, predicts a text. The text is tokenised (BOS first)
+ * and cut into non-overlapping windows of `context` tokens, each starting with BOS; every text
+ * token is scored once, given its window's earlier tokens, by every member. What is kept is one
+ * log-probability per (member, token), from which the ensemble's likelihood for any weights, and
+ * the maximum-likelihood weights, follow without running a model again. */
+typedef struct LxScore LxScore;
+
+/* Called after each window of member (0-based) with the tokens it has scored so far, the total,
+ * and their summed negative log-likelihood (nll_sum / done estimates its mean NLL). */
+typedef void (*LxScoreProgress)(void *user, int member, long done, long total, double nll_sum);
+
+typedef struct {
+    int context;              /* window length in tokens, BOS included (>= 2; 0: the smallest seq_len) */
+    int threads;              /* 0: lx_threads_default() */
+    LxScoreProgress progress; /* may be NULL */
+    void *user;
+} LxScoreParams;
+
+/* Score text (NUL-terminated) with k members sharing tokenizer t; LX_ERR_CONTEXT when the context
+ * is not from 2 to the smallest seq_len. The caller owns *out. */
+LX_API LxStatus lx_score_text(LxModel *const *models, int k, const LxTokenizer *t, const char *text,
+                              const LxScoreParams *params, LxScore **out, LxError *err);
+LX_API void lx_score_free(LxScore *s);
+LX_API long lx_score_tokens(const LxScore *s);  /* tokens scored */
+LX_API int lx_score_context(const LxScore *s);  /* the window length used */
+LX_API long lx_score_windows(const LxScore *s); /* windows the text was cut into */
+/* Mean negative log-likelihood in nats per token: of member i, and of the mixture with weights
+ * w (k, summing to 1), -(1/N) sum_t log sum_k w_k p_k(x_t). */
+LX_API double lx_score_member_nll(const LxScore *s, int i);
+LX_API double lx_score_ensemble_nll(const LxScore *s, const double *w);
+typedef struct {
+    int iterations; /* EM steps applied */
+    int converged;  /* 1 if a step gained at most tol before max_iter */
+    double nll;     /* the mixture's mean NLL with the fitted weights */
+} LxScoreFit;
+
+/* Maximum-likelihood weights by EM from uniform, until a step gains at most tol nats per token
+ * or after max_iter steps; each step never raises the NLL. Writes w (k) and *fit (may be NULL). */
+LX_API LxStatus lx_score_fit_weights(const LxScore *s, double *w, int max_iter, double tol,
+                                     LxScoreFit *fit, LxError *err);
+/* Read a whole text file ("-": standard input) into a NUL-terminated string the caller frees
+ * with free(). Fails on a missing, unreadable, empty or NUL-holding file. */
+LX_API LxStatus lx_read_text(const char *path, char **text, size_t *length, LxError *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,253 @@
+/* bench.c: `llamix bench`: the speed of one model, of CE and of ME, measured side by side in one
+ * process, next to the machine's own limits measured in the same run. This is the command: its
+ * options, the members, and the report on stdout. The harness itself (what is timed and why it
+ * is trustworthy) is bench/harness.h; the probes of the machine bench/probes.h; the reports
+ * bench/report.h. */
+#include "config.h"
+#include "cli.h"
+#include "harness.h"
+#include "members.h"
+#include "report.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_SHAPE "15M"
+#define DEFAULT_MEMBERS 3
+#define DEFAULT_PROMPT 16
+#define DEFAULT_GEN 128
+#define DEFAULT_REPS 5
+#define DEFAULT_BW_MIB 1024 /* bandwidth buffer: far beyond any L3 of this class of machine */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: llamix bench [options]                      (no options: a quick demo)\n"
+        "       llamix bench -m MODEL [-m MODEL ...] [options]\n"
+        "       llamix bench --shape NAME [-k LIST] [options]\n\n"
+        "Times prompt processing (pp) and generation (tg) of one model (single), of the\n"
+        "conventional ensemble (ce: every member every token) and of the mixture-model-like\n"
+        "ensemble (me: one member per token, caught up lazily), interleaved in one process, and\n"
+        "measures the machine's memory bandwidth and sgemm peak in the same run.\n\n"
+        "  -m, --model PATH       a checkpoint; repeat for members (or give them as arguments)\n"
+        "      --shape NAME       random members of a shape instead: 260K, 15M, 42M, 110M, tiny\n"
+        "                         (default " DEFAULT_SHAPE "), seeds -s, -s+1, ...; written to a temporary\n"
+        "                         directory and deleted as soon as they are mapped\n"
+        "  -k, --members LIST     ensemble sizes, e.g. 3 or 1,2,3,4 (default: all -m models, or %d)\n"
+        "  -p, --n-prompt LIST    prompt lengths (default %d)\n"
+        "  -n, --n-gen LIST       tokens generated after the prompt (default %d; 0: prompt only)\n"
+        "  -r, --repetitions N    timed repetitions of every test (default %d), after a warm-up\n"
+        "  -t, --threads LIST     thread counts (default: OMP_NUM_THREADS or all cores)\n"
+        "  -e, --ensemble LIST    modes among single, ce, me, ce-mixture (default single,ce,me)\n"
+        "  -o, --output FORMAT    md (default) or json, on stdout\n"
+        "      --json-file PATH   also write the json report to PATH\n"
+        "  -s, --seed N           seed of the prompt, the sampler and ME's picks (default 1)\n"
+        "      --temp T  --top-p P  --top-k K\n"
+        "                         the sampler (default temperature 1, top-p 1 = off, top-k off)\n"
+        "      --bw-mib N         size of the bandwidth buffer in MiB (default %d)\n"
+        "      --no-limits        skip the bandwidth and sgemm measurements\n"
+        "  -h, --help\n\n"
+        "pp P: the P prompt tokens through what the mode runs to sample the first token (single: one\n"
+        "forward; ce: one per member; me: one, through the picked member). tg N: N more tokens, each\n"
+        "fed to the members the mode runs (me: the picked member catches up on every token it\n"
+        "missed, the prompt included on its first pick). tok/s are medians over the repetitions,\n"
+        "+- the median absolute deviation. The ME/CE speed-up is the median of per-repetition\n"
+        "ratios. Random members have nearly flat next-token distributions; with --top-p < 1 the\n"
+        "sampler sorts most of the vocabulary every token, which real models rarely make it do.\n",
+        DEFAULT_MEMBERS, DEFAULT_PROMPT, DEFAULT_GEN, DEFAULT_REPS, DEFAULT_BW_MIB);
+}
+
+/* Parse "1,2,3" into at most BENCH_MAX_LIST ints in [min, max], or with modes set "single,ce,me"
+ * into at most BENCH_MAX_MODES modes (BENCH_SINGLE or an LxMode). */
+static int parse_list(const char *option, const char *text, long min, long max, int modes, int *values, int *count)
+{
+    char buf[256];
+    int most = modes ? BENCH_MAX_MODES : BENCH_MAX_LIST;
+    snprintf(buf, sizeof buf, "%s", text);
+    *count = 0;
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        LxMode m;
+        if (*count == most) {
+            cli_error("%s: at most %d %s", option, most, modes ? "modes" : "values");
+            return -1;
+        }
+        if (!modes) {
+            if (cli_int(option, item, min, max, &values[(*count)++]))
+                return -1;
+        } else if (strcmp(item, "single") == 0) {
+            values[(*count)++] = BENCH_SINGLE;
+        } else if (lx_mode_parse(item, &m, NULL) == LX_OK) {
+            values[(*count)++] = (int)m;
+        } else {
+            cli_error("%s: '%s' is not one of single, ce, me, ce-mixture", option, item);
+            return -1;
+        }
+    }
+    if (*count == 0)
+        cli_error("%s: no values in '%s'", option, text);
+    return *count ? 0 : -1;
+}
+
+typedef struct {
+    char *paths[CLI_MAX_MEMBERS];
+    int n_paths, json;
+    const char *json_file;
+    BenchPlan plan;
+} Options;
+
+enum { OPT_SHAPE = 256, OPT_JSON_FILE, OPT_TEMP, OPT_TOP_P, OPT_TOP_K, OPT_BW, OPT_NO_LIMITS };
+
+/* -1: run; otherwise the exit status to return now (after --help, or a usage error printed). */
+static int parse_options(int argc, char **argv, Options *o)
+{
+    static const struct option options[] = {
+        {"model", required_argument, 0, 'm'}, {"shape", required_argument, 0, OPT_SHAPE},
+        {"members", required_argument, 0, 'k'}, {"n-prompt", required_argument, 0, 'p'},
+        {"n-gen", required_argument, 0, 'n'}, {"repetitions", required_argument, 0, 'r'},
+        {"threads", required_argument, 0, 't'}, {"ensemble", required_argument, 0, 'e'},
+        {"output", required_argument, 0, 'o'}, {"json-file", required_argument, 0, OPT_JSON_FILE},
+        {"seed", required_argument, 0, 's'}, {"temp", required_argument, 0, OPT_TEMP},
+        {"top-p", required_argument, 0, OPT_TOP_P}, {"top-k", required_argument, 0, OPT_TOP_K},
+        {"bw-mib", required_argument, 0, OPT_BW}, {"no-limits", no_argument, 0, OPT_NO_LIMITS},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    BenchPlan *p = &o->plan;
+    memset(o, 0, sizeof *o);
+    p->ps[p->np++] = DEFAULT_PROMPT;
+    p->ns[p->nn++] = DEFAULT_GEN;
+    p->reps = DEFAULT_REPS;
+    p->bw_mib = DEFAULT_BW_MIB;
+    p->limits = 1;
+    p->seed = 1;
+    p->sampler = lx_ensemble_defaults().sampler;
+    p->sampler.top_p = 1.0f; /* see usage: top-p over random members is a sorting benchmark */
+    p->log = stderr;
+    unsigned long long seed = 1;
+    int opt;
+    cli_getopt_reset();
+    while ((opt = getopt_long(argc, argv, "m:k:p:n:r:t:e:o:s:h", options, NULL)) != -1) {
+        int bad = 0;
+        switch (opt) {
+        case 'm':
+            if (o->n_paths == CLI_MAX_MEMBERS) {
+                cli_error("at most %d members", CLI_MAX_MEMBERS);
+                return EXIT_USAGE;
+            }
+            o->paths[o->n_paths++] = optarg;
+            break;
+        case OPT_SHAPE: p->shape = optarg; break;
+        case 'k': bad = parse_list("-k", optarg, 1, CLI_MAX_MEMBERS, 0, p->ks, &p->nk); break;
+        case 'p': bad = parse_list("-p", optarg, 1, 1 << 20, 0, p->ps, &p->np); break;
+        case 'n': bad = parse_list("-n", optarg, 0, 1 << 20, 0, p->ns, &p->nn); break;
+        case 'r': bad = cli_int("-r", optarg, 1, BENCH_MAX_REPS, &p->reps); break;
+        case 't': bad = parse_list("-t", optarg, 1, 1024, 0, p->ts, &p->nt); break;
+        case 'e': bad = parse_list("--ensemble", optarg, 0, 0, 1, p->modes, &p->n_modes); break;
+        case 'o':
+            bad = strcmp(optarg, "md") && strcmp(optarg, "json");
+            if (bad)
+                cli_error("-o: '%s' is not md or json", optarg);
+            o->json = strcmp(optarg, "json") == 0;
+            break;
+        case OPT_JSON_FILE: o->json_file = optarg; break;
+        case 's': bad = cli_u64("-s", optarg, &seed); p->seed = seed; break;
+        case OPT_TEMP: bad = cli_float("--temp", optarg, 0, 1e6, &p->sampler.temperature); break;
+        case OPT_TOP_P: bad = cli_float("--top-p", optarg, 1e-9, 1, &p->sampler.top_p); break;
+        case OPT_TOP_K: bad = cli_int("--top-k", optarg, 0, 1 << 30, &p->sampler.top_k); break;
+        case OPT_BW: bad = cli_int("--bw-mib", optarg, 16, 1 << 20, &p->bw_mib); break;
+        case OPT_NO_LIMITS: p->limits = 0; break;
+        case 'h': usage(stdout); return cli_flush() ? EXIT_RUNTIME : EXIT_OK;
+        default: return cli_bad_option("bench", argv);
+        }
+        if (bad)
+            return EXIT_USAGE;
+    }
+    for (; optind < argc; optind++) { /* positional checkpoints, as in generate */
+        if (o->n_paths == CLI_MAX_MEMBERS) {
+            cli_error("at most %d members", CLI_MAX_MEMBERS);
+            return EXIT_USAGE;
+        }
+        o->paths[o->n_paths++] = argv[optind];
+    }
+    if (o->n_paths && p->shape) {
+        cli_error("give models (-m) or a shape (--shape), not both");
+        return EXIT_USAGE;
+    }
+    if (!o->n_paths && !p->shape)
+        p->shape = DEFAULT_SHAPE;
+    if (p->nk == 0)
+        p->ks[p->nk++] = o->n_paths ? o->n_paths : DEFAULT_MEMBERS;
+    for (int i = 0; i < p->nk; i++)
+        if (o->n_paths && p->ks[i] > o->n_paths) {
+            cli_error("-k %d: only %d models given", p->ks[i], o->n_paths);
+            return EXIT_USAGE;
+        }
+    if (p->n_modes == 0) {
+        p->modes[0] = BENCH_SINGLE, p->modes[1] = LX_MODE_CE, p->modes[2] = LX_MODE_ME;
+        p->n_modes = 3;
+    }
+    if (p->nt == 0)
+        p->ts[p->nt++] = lx_threads_default();
+    p->n_models = o->n_paths;
+    for (int i = 0; i < p->nk; i++)
+        p->n_models = p->ks[i] > p->n_models ? p->ks[i] : p->n_models;
+    return -1;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    Options o;
+    int status = parse_options(argc, argv, &o);
+    if (status >= 0)
+        return status;
+    BenchPlan *p = &o.plan;
+    LxModelConfig config;
+    LxError err;
+    if (p->shape && lx_model_shape(p->shape, &config, &err) != LX_OK) {
+        cli_error("--shape: '%s' is not one of tiny, 260K, 15M, 42M, 110M", p->shape);
+        return EXIT_USAGE;
+    }
+    lx_blas_single_thread(); /* llamix's threads split every product: BLAS runs on one */
+    BenchReport R;
+    bench_begin(&R); /* the process's size before the members, for the memory line */
+    LxModel *models[CLI_MAX_MEMBERS] = {NULL};
+    if (p->shape) {
+        /* A shape's seq_len only bounds the context (version 1 files store no RoPE tables), so
+         * raise it when the test needs more: the weights are the same. */
+        if (config.seq_len < bench_context(p))
+            config.seq_len = bench_context(p);
+        fprintf(stderr, "llamix bench: writing %d random member%s of shape %s\n", p->n_models,
+                p->n_models > 1 ? "s" : "", p->shape);
+        if (bench_random_members(&config, p->n_models, p->seed, models, &err) != LX_OK) {
+            cli_error("%s", err.message);
+            return EXIT_RUNTIME;
+        }
+    } else if (cli_open_models(o.paths, p->n_models, models)) {
+        return EXIT_RUNTIME;
+    }
+    p->models = models;
+    status = EXIT_RUNTIME;
+    if (bench_run(p, &R, &err) != LX_OK) {
+        cli_error("%s", err.message);
+        status = err.status == LX_ERR_ARGUMENT || err.status == LX_ERR_CONTEXT ? EXIT_USAGE : EXIT_RUNTIME;
+        goto done;
+    }
+    (o.json ? report_json : report_markdown)(stdout, &R);
+    if (cli_flush())
+        goto done;
+    if (o.json_file) {
+        FILE *f = fopen(o.json_file, "w");
+        if (f)
+            report_json(f, &R);
+        if (!f || fclose(f)) {
+            cli_error("%s: cannot write the report", o.json_file);
+            goto done;
+        }
+    }
+    status = EXIT_OK;
+done:
+    bench_report_free(&R);
+    cli_close_models(models, p->n_models);
+    return status;
+}

@@ -1,0 +1,64 @@
+/* cli.h: what the subcommands share: strict option values, error reporting, exit codes.
+ * Every subcommand is `int cmd_NAME(int argc, char **argv)` (argv[0] is the subcommand name)
+ * and returns the process exit status. Options use getopt_long. */
+#ifndef LLAMIX_CLI_H
+#define LLAMIX_CLI_H
+
+#include <llamix.h>
+#include <stdio.h>
+
+#define EXIT_OK 0
+#define EXIT_RUNTIME 1 /* a file or a run failed */
+#define EXIT_USAGE 2   /* bad flags or values */
+
+/* Print "llamix: <message>" and a newline on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Parse a whole string as a number in [min, max]; on failure print
+ * "llamix: OPTION: 'TEXT' is not ... " and return -1. */
+int cli_int(const char *option, const char *text, long min, long max, int *out);
+int cli_long(const char *option, const char *text, long min, long max, long *out);
+int cli_u64(const char *option, const char *text, unsigned long long *out);
+int cli_float(const char *option, const char *text, double min, double max, float *out);
+
+/* Reset getopt for a subcommand and silence its own messages (we print one line ourselves). */
+void cli_getopt_reset(void);
+
+/* getopt_long returned '?': print one line naming the bad option of `command`; returns
+ * EXIT_USAGE. */
+int cli_bad_option(const char *command, char **argv);
+
+/* Print a library error and return the exit status it calls for: 2 for a context that does
+ * not fit (a usage matter: -c, -n or the prompt), 1 for everything else. */
+int cli_library_error(const LxError *err);
+
+/* Open k checkpoints into models (on failure prints the error, closes what was opened, returns
+ * -1). cli_close_models accepts a partly filled array of NULLs. */
+int cli_open_models(char *const *paths, int k, LxModel **models);
+void cli_close_models(LxModel **models, int k);
+
+/* Open n tokenizers of vocab_size entries each (on failure prints, frees, returns -1). The
+ * checks across members (one per member or one for all, identical) are the library's. */
+int cli_open_tokenizers(char *const *paths, int n, int vocab_size, LxTokenizer **tokenizers);
+void cli_free_tokenizers(LxTokenizer **tokenizers, int n);
+
+/* Write n bytes to stdout; on failure print "llamix: standard output: REASON" once and return
+ * -1 (later calls return -1 silently). cli_flush flushes and checks the same way. */
+int cli_write(const char *text, size_t n);
+int cli_flush(void);
+
+/* JSON values: a string with quotes and control characters escaped; a number, or null for
+ * infinities and NaN (JSON has neither). */
+void cli_json_string(FILE *out, const char *s);
+void cli_json_number(FILE *out, double x);
+
+/* The most members an ensemble may have on the command line. */
+#define CLI_MAX_MEMBERS 16
+
+int cmd_generate(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

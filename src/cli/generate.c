@@ -1,0 +1,238 @@
+/* cmd_generate.c: `llamix generate`: text from one model or an ensemble. */
+#include "config.h"
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: llamix generate -m MODEL [-m MODEL ...] -z TOKENIZER [options]\n"
+        "       llamix generate MODEL [MODEL ...] -z TOKENIZER [options]\n\n"
+        "  -m, --model PATH      a llama2.c checkpoint; repeat for an ensemble\n"
+        "  -z, --tokenizer PATH  tokenizer.bin (default: tokenizer.bin); one, or one per member\n"
+        "  -p, --prompt TEXT     the prompt (default: empty, generation starts from BOS)\n"
+        "  -n, --n-predict N     tokens to generate (default 256; -1: until the context is full)\n"
+        "  -c, --ctx-size N      context length (default: prompt + N, at most the smallest seq_len)\n"
+        "      --temp T          temperature (default 1.0; 0 = greedy, see below)\n"
+        "      --top-k K         keep the K most probable tokens (default 0 = off)\n"
+        "      --top-p P         nucleus sampling (default 0.9; 1 = off)\n"
+        "      --min-p P         drop tokens below P x the top probability (default 0 = off)\n"
+        "  -s, --seed N          random seed (default: from the clock, printed on stderr)\n"
+        "  -w, --weights LIST    member weights, e.g. 0.5,0.3,0.2 (default: uniform)\n"
+        "  -e, --ensemble MODE   me (default), ce, or ce-mixture\n"
+        "  -r, --stop STR        stop before the first STR in the text (repeatable)\n"
+        "  -t, --threads N       threads (default: OMP_NUM_THREADS or all cores)\n"
+        "  -h, --help\n\n"
+        "Modes: ce runs every member each step and samples from q = sum_k w_k S(p_k), where S is\n"
+        "temperature, then top-k, then top-p, then min-p, applied to each member. me picks one member\n"
+        "k ~ w per token and samples from S(p_k): the same distribution, one forward per token.\n"
+        "ce-mixture applies S to the mixture sum_k w_k p_k instead (the paper's code): a different\n"
+        "distribution, equal to the others only at temperature 1 without truncation.\n"
+        "Greedy (--temp 0): ce and ce-mixture take the argmax of sum_k w_k p_k; me can only take the\n"
+        "argmax of the member it picked, which is not the same output.\n");
+}
+
+enum { OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P };
+#define MAX_STOP 16
+
+/* Streams each released piece of text to stdout; a failed write stops generation. */
+static int print_token(void *user, const LxTokenEvent *ev)
+{
+    (void)user;
+    return cli_write(ev->text, ev->text_length) || cli_flush();
+}
+
+typedef struct {
+    char *model_paths[CLI_MAX_MEMBERS], *tokenizer_paths[CLI_MAX_MEMBERS];
+    const char *stop[MAX_STOP];
+    int k, n_tokenizers, n_stop, n_predict, n_ctx, have_seed;
+    const char *prompt, *weights_text;
+    unsigned long long seed;
+    LxEnsembleParams ensemble;
+} Options;
+
+/* Parse the command line into o; returns -1 (after printing) or an exit status to return now
+ * (EXIT_OK for --help), or -2 to go on. */
+static int parse(int argc, char **argv, Options *o)
+{
+    static const struct option options[] = {
+        {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, 'z'},
+        {"prompt", required_argument, 0, 'p'}, {"n-predict", required_argument, 0, 'n'},
+        {"ctx-size", required_argument, 0, 'c'}, {"temp", required_argument, 0, OPT_TEMP},
+        {"top-k", required_argument, 0, OPT_TOP_K}, {"top-p", required_argument, 0, OPT_TOP_P},
+        {"min-p", required_argument, 0, OPT_MIN_P}, {"seed", required_argument, 0, 's'},
+        {"weights", required_argument, 0, 'w'}, {"ensemble", required_argument, 0, 'e'},
+        {"stop", required_argument, 0, 'r'}, {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    LxSamplerParams *sp = &o->ensemble.sampler;
+    LxError err;
+    int opt;
+    cli_getopt_reset();
+    while ((opt = getopt_long(argc, argv, "m:z:p:n:c:s:w:e:r:t:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'm':
+        case 'z': {
+            int *count = opt == 'm' ? &o->k : &o->n_tokenizers;
+            if (*count == CLI_MAX_MEMBERS) {
+                cli_error("%s: at most %d members", opt == 'm' ? "-m" : "-z", CLI_MAX_MEMBERS);
+                return EXIT_USAGE;
+            }
+            (opt == 'm' ? o->model_paths : o->tokenizer_paths)[(*count)++] = optarg;
+            break;
+        }
+        case 'p': o->prompt = optarg; break;
+        case 'n': if (cli_int("-n", optarg, -1, 1 << 30, &o->n_predict)) return EXIT_USAGE; break;
+        case 'c': if (cli_int("-c", optarg, 1, 1 << 30, &o->n_ctx)) return EXIT_USAGE; break;
+        case OPT_TEMP: if (cli_float("--temp", optarg, 0, 1e6, &sp->temperature)) return EXIT_USAGE; break;
+        case OPT_TOP_K: if (cli_int("--top-k", optarg, 0, 1 << 30, &sp->top_k)) return EXIT_USAGE; break;
+        case OPT_TOP_P: if (cli_float("--top-p", optarg, 1e-9, 1, &sp->top_p)) return EXIT_USAGE; break;
+        case OPT_MIN_P: if (cli_float("--min-p", optarg, 0, 0.999999, &sp->min_p)) return EXIT_USAGE; break;
+        case 's': if (cli_u64("-s", optarg, &o->seed)) return EXIT_USAGE; o->have_seed = 1; break;
+        case 'w': o->weights_text = optarg; break;
+        case 'e':
+            if (lx_mode_parse(optarg, &o->ensemble.mode, &err)) {
+                cli_error("--ensemble: '%s' is not one of me, ce, ce-mixture", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'r':
+            if (o->n_stop == MAX_STOP || !optarg[0]) {
+                cli_error("--stop: %s", optarg[0] ? "at most 16 stop strings" : "a stop string cannot be empty");
+                return EXIT_USAGE;
+            }
+            o->stop[o->n_stop++] = optarg;
+            break;
+        case 't': if (cli_int("-t", optarg, 1, 1024, &o->ensemble.threads)) return EXIT_USAGE; break;
+        case 'h': usage(stdout); return cli_flush() ? EXIT_RUNTIME : EXIT_OK;
+        default: return cli_bad_option("generate", argv);
+        }
+    }
+    for (; optind < argc; optind++) { /* positional checkpoints, the llama2.c habit */
+        if (o->k == CLI_MAX_MEMBERS) {
+            cli_error("at most %d members", CLI_MAX_MEMBERS);
+            return EXIT_USAGE;
+        }
+        o->model_paths[o->k++] = argv[optind];
+    }
+    if (o->k == 0) {
+        cli_error("generate: no model given (-m MODEL)");
+        return EXIT_USAGE;
+    }
+    if (o->n_predict == 0) {
+        cli_error("-n: 0 tokens to generate: nothing to do (use -1 for the whole context)");
+        return EXIT_USAGE;
+    }
+    return -2;
+}
+
+/* The stderr summary: mode, seed, why it stopped, speeds, and each member's work. */
+static void summary(const Options *o, LxEnsemble *e, LxModel **models, const LxGenerateStats *st)
+{
+    fprintf(stderr, "llamix: %s, %d member%s, seed %llu, stopped by %s\n",
+            o->k > 1 ? lx_mode_name(o->ensemble.mode) : "one model", o->k, o->k > 1 ? "s" : "", o->seed,
+            lx_stop_name(st->stop));
+    /* The first draw runs the prompt (one batched forward per member it syncs) and samples. */
+    fprintf(stderr, "llamix: prompt %d tokens in %.1f ms (%.1f tok/s, with the first sample); "
+            "generated %d tokens, %.1f tok/s\n", st->n_prompt, 1e3 * st->prompt_seconds,
+            st->prompt_seconds > 0 ? st->n_prompt / st->prompt_seconds : 0.0, st->n_generated,
+            st->n_generated > 1 && st->generate_seconds > 0 ? (st->n_generated - 1) / st->generate_seconds : 0.0);
+    const double *w = lx_ensemble_params(e)->weights;
+    for (int i = 0; i < o->k; i++) {
+        long calls, tokens;
+        lx_ensemble_member_counts(e, i, &calls, &tokens);
+        fprintf(stderr, "llamix: member %d (%s, weight %.3f): %ld forward calls, %ld tokens processed\n",
+                i + 1, lx_model_path(models[i]), w[i], calls, tokens);
+    }
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    Options o = {.n_predict = 256, .prompt = "", .ensemble = lx_ensemble_defaults()};
+    int rc = parse(argc, argv, &o);
+    if (rc != -2)
+        return rc;
+    double weights[CLI_MAX_MEMBERS];
+    LxError err;
+    if (o.weights_text) {
+        if (lx_weights_parse(o.weights_text, o.k, weights, &err)) {
+            cli_error("-w: %s", err.message);
+            return EXIT_USAGE;
+        }
+        o.ensemble.weights = weights;
+    }
+    if (o.n_tokenizers == 0)
+        o.tokenizer_paths[o.n_tokenizers++] = "tokenizer.bin";
+    if (!o.have_seed)
+        o.seed = (unsigned long long)time(NULL);
+    o.ensemble.seed = o.seed;
+
+    LxModel *models[CLI_MAX_MEMBERS];
+    LxTokenizer *toks[CLI_MAX_MEMBERS];
+    if (cli_open_models(o.model_paths, o.k, models))
+        return EXIT_RUNTIME;
+    int status = EXIT_RUNTIME, n_prompt = 0;
+    LxEnsemble *e = NULL;
+    size_t max_prompt = strlen(o.prompt) + 3;
+    int *prompt = malloc(sizeof(int) * max_prompt);
+    if (cli_open_tokenizers(o.tokenizer_paths, o.n_tokenizers, lx_model_config(models[0]).vocab_size, toks)) {
+        cli_close_models(models, o.k);
+        free(prompt);
+        return EXIT_RUNTIME;
+    }
+    if (!prompt || lx_tokenize(toks[0], o.prompt, 1, 0, prompt, (int)max_prompt, &n_prompt, &err)) {
+        cli_error("prompt: %s", prompt ? err.message : "out of memory");
+        goto done;
+    }
+    /* The context: -c, or only what this run needs (prompt + -n), at most every member's seq_len. */
+    int usable = lx_models_context(models, o.k);
+    if (o.n_ctx == 0)
+        o.ensemble.n_ctx = o.n_predict < 0 || o.n_predict > usable - n_prompt ? usable : n_prompt + o.n_predict;
+    else if (o.n_ctx > usable) {
+        cli_error("-c: %d is more than the %d positions %s holds (seq_len)", o.n_ctx, usable,
+                  o.k > 1 ? "the smallest member" : o.model_paths[0]);
+        status = EXIT_USAGE;
+        goto done;
+    } else
+        o.ensemble.n_ctx = o.n_ctx;
+    if (n_prompt > o.ensemble.n_ctx) {
+        cli_error("the prompt is %d tokens but the context is %d (%s)", n_prompt, o.ensemble.n_ctx,
+                  o.n_ctx ? "-c" : "the smallest member's seq_len");
+        status = EXIT_USAGE;
+        goto done;
+    }
+    if (lx_ensemble_new(models, o.k, toks, o.n_tokenizers, &o.ensemble, &e, &err)) {
+        status = cli_library_error(&err);
+        goto done;
+    }
+
+    /* Echo the prompt, then the generated text as it is released. */
+    for (int i = 1; i < n_prompt; i++) {
+        const char *piece = lx_token_text(toks[0], prompt[i - 1], prompt[i]);
+        if (cli_write(piece, strlen(piece)))
+            goto done;
+    }
+    if (cli_flush())
+        goto done;
+    LxGenerateParams g = {.n_predict = o.n_predict, .stop = o.stop, .n_stop = o.n_stop};
+    LxGenerateStats stats;
+    if (lx_generate_tokens(e, prompt, n_prompt, &g, print_token, NULL, &stats, &err)) {
+        status = cli_library_error(&err);
+        goto done;
+    }
+    if (stats.stop == LX_STOP_CALLBACK || cli_write("\n", 1) || cli_flush())
+        goto done; /* the only way the callback stops is a failed write, already reported */
+    summary(&o, e, models, &stats);
+    status = EXIT_OK;
+done:
+    lx_ensemble_free(e);
+    free(prompt);
+    cli_free_tokenizers(toks, o.n_tokenizers);
+    cli_close_models(models, o.k);
+    return status;
+}

@@ -1,0 +1,182 @@
+/* score.c: `llamix score`: perplexity of each member and of the ensemble on a text, and the
+ * weights that fit it best. */
+#include "config.h"
+#include "cli.h"
+#include "score_report.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_ITER 1000
+#define EM_TOL 1e-10 /* nats per token: stop EM when a step gains less */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: llamix score -m MODEL [-m MODEL ...] -z TOKENIZER -f TEXT [options]\n\n"
+        "Scores a text with each member and with their mixture: tokens scored, mean negative\n"
+        "log-likelihood (nats per token), bits per token, and perplexity.\n\n"
+        "  -m, --model PATH      a llama2.c checkpoint; repeat for an ensemble\n"
+        "  -z, --tokenizer PATH  tokenizer.bin (default: tokenizer.bin); one, or one per member\n"
+        "  -f, --file PATH       the text to score (UTF-8; - for standard input)\n"
+        "  -c, --ctx-size N      window length in tokens, BOS included (default: the smallest\n"
+        "                        member's seq_len; from 2 to that)\n"
+        "  -w, --weights LIST    ensemble weights, e.g. 0.7,0.3 (default: uniform)\n"
+        "      --fit-weights     also fit the weights to the text by EM and score with them\n"
+        "      --max-iter N      EM steps at most (default %d)\n"
+        "  -o, --output FORMAT   table (default) or json\n"
+        "  -q, --quiet           no progress on stderr\n"
+        "  -t, --threads N       threads (default: OMP_NUM_THREADS or all cores)\n"
+        "  -h, --help\n\n"
+        "Windows: the text is encoded with BOS as generate does and cut into non-overlapping\n"
+        "windows, each BOS followed by up to N-1 text tokens; every text token is scored exactly\n"
+        "once, given BOS and the earlier tokens of its window. All members use the same windows.\n\n"
+        "The ensemble's log-likelihood of a token x is log sum_k w_k p_k(x): CE and ME sample from\n"
+        "that same distribution (at temperature 1 without truncation), so they share this number.\n"
+        "--fit-weights maximises it over the weights by EM, starting from uniform; every EM step\n"
+        "keeps or improves it. The fitted weights are printed in a form -w accepts.\n",
+        DEFAULT_MAX_ITER);
+}
+
+/* ------------------------------------------------------------------ the command */
+
+enum { OPT_FIT = 256, OPT_MAX_ITER };
+
+int cmd_score(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, 'z'},
+        {"file", required_argument, 0, 'f'}, {"ctx-size", required_argument, 0, 'c'},
+        {"weights", required_argument, 0, 'w'}, {"fit-weights", no_argument, 0, OPT_FIT},
+        {"max-iter", required_argument, 0, OPT_MAX_ITER}, {"output", required_argument, 0, 'o'},
+        {"quiet", no_argument, 0, 'q'}, {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    };
+    char *model_paths[CLI_MAX_MEMBERS], *tokenizer_paths[CLI_MAX_MEMBERS];
+    int k = 0, n_tokenizers = 0, context = 0, threads = 0, fit_weights = 0, json = 0, quiet = 0;
+    int max_iter = DEFAULT_MAX_ITER;
+    const char *text_path = NULL, *weights_text = NULL;
+    int opt;
+    cli_getopt_reset();
+    while ((opt = getopt_long(argc, argv, "m:z:f:c:w:o:qt:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'm':
+        case 'z': {
+            int *count = opt == 'm' ? &k : &n_tokenizers;
+            if (*count == CLI_MAX_MEMBERS) {
+                cli_error("at most %d members", CLI_MAX_MEMBERS);
+                return EXIT_USAGE;
+            }
+            (opt == 'm' ? model_paths : tokenizer_paths)[(*count)++] = optarg;
+            break;
+        }
+        case 'f': text_path = optarg; break;
+        case 'c': if (cli_int("-c", optarg, 2, 1 << 30, &context)) return EXIT_USAGE; break;
+        case 'w': weights_text = optarg; break;
+        case OPT_FIT: fit_weights = 1; break;
+        case OPT_MAX_ITER: if (cli_int("--max-iter", optarg, 0, 1 << 30, &max_iter)) return EXIT_USAGE; break;
+        case 'o':
+            if (strcmp(optarg, "json") == 0)
+                json = 1;
+            else if (strcmp(optarg, "table") == 0)
+                json = 0;
+            else {
+                cli_error("-o: '%s' is not one of table, json", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'q': quiet = 1; break;
+        case 't': if (cli_int("-t", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;
+        case 'h': usage(stdout); return cli_flush() ? EXIT_RUNTIME : EXIT_OK;
+        default: return cli_bad_option("score", argv);
+        }
+    }
+    if (optind < argc) {
+        cli_error("score: unexpected argument '%s' (models go after -m, the text after -f)", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (k == 0) {
+        cli_error("score: no model given (-m MODEL)");
+        return EXIT_USAGE;
+    }
+    if (!text_path) {
+        cli_error("score: no text given (-f FILE)");
+        return EXIT_USAGE;
+    }
+    double weights[CLI_MAX_MEMBERS];
+    LxError err;
+    for (int i = 0; i < k; i++)
+        weights[i] = 1.0 / k;
+    if (weights_text && lx_weights_parse(weights_text, k, weights, &err)) {
+        cli_error("-w: %s", err.message);
+        return EXIT_USAGE;
+    }
+    double total = 0;
+    for (int i = 0; i < k; i++)
+        total += weights[i];
+    for (int i = 0; i < k; i++)
+        weights[i] /= total;
+    if (!isfinite(total)) {
+        cli_error("-w: the weights do not sum to a finite number");
+        return EXIT_USAGE;
+    }
+    if (n_tokenizers == 0)
+        tokenizer_paths[n_tokenizers++] = "tokenizer.bin";
+
+    LxModel *models[CLI_MAX_MEMBERS];
+    LxTokenizer *toks[CLI_MAX_MEMBERS];
+    if (cli_open_models(model_paths, k, models))
+        return EXIT_RUNTIME;
+    int status = EXIT_RUNTIME;
+    char *text = NULL;
+    LxScore *score = NULL;
+    if (cli_open_tokenizers(tokenizer_paths, n_tokenizers, lx_model_config(models[0]).vocab_size, toks)) {
+        cli_close_models(models, k);
+        return EXIT_RUNTIME;
+    }
+    /* Each member's log p(x_t) once; everything after this works on the table. */
+    size_t length;
+    Progress progress = {.quiet = quiet, .tty = isatty(2), .member = -1, .k = k};
+    LxScoreParams sp = {.context = context, .threads = threads, .progress = score_progress, .user = &progress};
+    double start = score_seconds();
+    if (lx_read_text(text_path, &text, &length, &err) ||
+        lx_score_text(models, k, toks[0], text, &sp, &score, &err)) {
+        score_progress_end(&progress);
+        status = err.status == LX_ERR_CONTEXT ? EXIT_USAGE : EXIT_RUNTIME;
+        cli_error("%s%s", err.status == LX_ERR_CONTEXT && context ? "-c: " : "", err.message);
+        goto done;
+    }
+    score_progress_end(&progress);
+    double scored = score_seconds();
+
+    double fitted[CLI_MAX_MEMBERS];
+    LxScoreFit fit = {0};
+    if (fit_weights && lx_score_fit_weights(score, fitted, max_iter, EM_TOL, &fit, &err)) {
+        cli_error("%s", err.message);
+        goto done;
+    }
+    Report report = {.text_path = text_path, .k = k, .model_paths = model_paths, .score = score,
+                     .weights = weights, .fitted = fit_weights ? fitted : NULL, .fit = &fit};
+    if (json)
+        score_print_json(stdout, &report);
+    else
+        score_print_table(stdout, &report);
+    if (cli_flush())
+        goto done;
+    if (!quiet)
+        fprintf(stderr, "llamix: scored %ld tokens with %d member%s in %.2f s (%.0f tok/s per member)%s\n",
+                lx_score_tokens(score), k, k > 1 ? "s" : "", scored - start,
+                scored > start ? (double)lx_score_tokens(score) * k / (scored - start) : 0.0,
+                fit_weights ? "; EM fit done" : "");
+    status = EXIT_OK;
+done:
+    lx_score_free(score);
+    free(text);
+    cli_free_tokenizers(toks, n_tokenizers);
+    cli_close_models(models, k);
+    return status;
+}

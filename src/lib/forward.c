@@ -1,0 +1,227 @@
+/* forward.c: the transformer forward pass of llama2.c over T tokens at once, the fast path.
+ *
+ * Per layer, for the T new rows x (T, D) at positions pos..pos+T-1:
+ *   xb = rmsnorm(x);  q = xb Wq^T;  k = xb Wk^T;  v = xb Wv^T      (k, v are appended to the cache)
+ *   rotate q and k by their positions (RoPE on adjacent pairs)
+ *   each row attends causally to every cached position <= its own (grouped-query: query head h
+ *   reads kv head h / (NH / NKV))
+ *   x += attention Wo^T
+ *   xb = rmsnorm(x);  x += (silu(xb W1^T) * (xb W3^T)) W2^T       (SwiGLU)
+ * then logits = rmsnorm(x) Wcls^T for the rows asked for.
+ * Every projection is one matrix product over all T rows: one pass over the weights serves the
+ * whole batch, which is why catching up T tokens costs about as much as decoding one.
+ * forward_reference.c computes the same one token at a time, as run.c does; the tests compare. */
+#include "config.h"
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_BATCH 128
+
+void forward_state_free(ForwardState *s)
+{
+    float **buffers[] = {&s->key_cache, &s->value_cache, &s->x, &s->xb, &s->xb2, &s->q, &s->k,
+                         &s->v, &s->hb, &s->hb2, &s->att, &s->rope_cos, &s->rope_sin};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) {
+        free(*buffers[i]);
+        *buffers[i] = NULL;
+    }
+    s->n_ctx = s->max_batch = 0;
+}
+
+int forward_state_init(ForwardState *s, const ModelConfig *c, int n_ctx, int max_batch, LxError *err)
+{
+    memset(s, 0, sizeof *s);
+    if (n_ctx <= 0 || n_ctx > c->seq_len)
+        n_ctx = c->seq_len;
+    if (max_batch <= 0)
+        max_batch = DEFAULT_MAX_BATCH;
+    if (max_batch > n_ctx)
+        max_batch = n_ctx;
+    s->n_ctx = n_ctx;
+    s->max_batch = max_batch;
+    s->threads = threads_resolve(0);
+    size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, KVD = (size_t)model_kv_dim(c);
+    size_t HS = (size_t)model_head_size(c), B = (size_t)max_batch, N = (size_t)n_ctx;
+    size_t cache, att;
+    if (size_mul((size_t)c->n_layers, N, &cache) || size_mul(cache, KVD, &cache) ||
+        size_mul(B * (size_t)c->n_heads, N, &att))
+        return fail(err, LX_ERR_MEMORY, "run state too large for this machine");
+    struct { float **p; size_t n, m; } plan[] = {
+        {&s->key_cache, cache, 1}, {&s->value_cache, cache, 1}, {&s->x, B, D}, {&s->xb, B, D},
+        {&s->xb2, B, D}, {&s->q, B, D}, {&s->k, B, KVD}, {&s->v, B, KVD}, {&s->hb, B, H},
+        {&s->hb2, B, H}, {&s->att, att, 1}, {&s->rope_cos, N, HS / 2}, {&s->rope_sin, N, HS / 2},
+    };
+    for (size_t i = 0; i < sizeof plan / sizeof plan[0]; i++) {
+        *plan[i].p = alloc_zeroed(plan[i].n, plan[i].m * sizeof(float));
+        if (!*plan[i].p) {
+            forward_state_free(s);
+            return fail(err, LX_ERR_MEMORY, "out of memory for the run state (context %d, batch %d)", n_ctx, max_batch);
+        }
+    }
+    /* RoPE: pair i of a head turns by pos * 10000^(-2i/HS). Computed with llama2.c's float
+     * expressions so the angles are bit-identical to its on-the-fly ones. */
+    for (size_t p = 0; p < N; p++)
+        for (size_t i = 0; i < HS / 2; i++) {
+            float freq = 1.0f / powf(10000.0f, (float)(2 * i) / (float)HS);
+            float angle = (float)p * freq;
+            s->rope_cos[p * (HS / 2) + i] = cosf(angle);
+            s->rope_sin[p * (HS / 2) + i] = sinf(angle);
+        }
+    return 0;
+}
+
+/* Rotate each adjacent pair (v[2i], v[2i+1]) of every head of one row by its position's angle. */
+static void rope(float *v, int n_heads, int head_size, const float *cos_row, const float *sin_row)
+{
+    for (int h = 0; h < n_heads; h++) {
+        float *head = v + (size_t)h * head_size;
+        for (int i = 0; i < head_size / 2; i++) {
+            float a = head[2 * i], b = head[2 * i + 1];
+            head[2 * i] = a * cos_row[i] - b * sin_row[i];
+            head[2 * i + 1] = a * sin_row[i] + b * cos_row[i];
+        }
+    }
+}
+
+/* Plain C compiled for several instruction sets, the best picked when the program loads (GCC's
+ * target clones, an ifunc: x86-64 with glibc). The default build targets baseline x86-64, whose
+ * 4-wide vectors leave attention several times slower than AVX2/AVX-512 (bench/RESULTS.md,
+ * forward). */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* Causal attention of one query head at position p over the cached positions 0..p of its kv head:
+ * q (HS), keys and values (n_ctx, HS), out (HS), scores (p + 1) scratch.
+ *   scores[t] = q . keys[t] / sqrt(HS);  softmax(scores);  out = sum_t scores[t] values[t]
+ * Each dot product is kept as 16 lanes (dot_lanes), which vectorise. */
+#define ATTENTION_LANES 16
+VECTOR_CLONES
+static void attention_head(float *out, const float *q, const float *keys, const float *values, int p,
+                           int head_size, float *scores)
+{
+    float scale = 1.0f / sqrtf((float)head_size);
+    for (int t = 0; t <= p; t++)
+        scores[t] = dot_lanes(q, keys + (size_t)t * head_size, head_size, ATTENTION_LANES) * scale;
+    softmax(scores, p + 1);
+    memset(out, 0, (size_t)head_size * sizeof(float));
+    for (int t = 0; t <= p; t++) {
+        const float *v = values + (size_t)t * head_size;
+        float a = scores[t];
+        for (int i = 0; i < head_size; i++)
+            out[i] += a * v[i];
+    }
+}
+
+/* Attention of fewer multiply-adds than this runs on one thread: starting the others costs a few
+ * microseconds (bench/RESULTS.md, forward). */
+#define ATTENTION_SERIAL_WORK 16384
+
+/* T <= max_batch rows at positions pos..pos+T-1; leaves the final hidden states in s->x. */
+static void forward_rows(const Model *m, ForwardState *s, const int *tokens, int T, int pos)
+{
+    const ModelConfig *c = &m->config;
+    const ModelWeights *w = &m->w;
+    const int D = c->dim, H = c->hidden_dim, KVD = model_kv_dim(c), HS = model_head_size(c);
+    const int NH = c->n_heads, KVH = c->n_kv_heads, kv_mul = NH / KVH; /* query heads per kv head */
+    const size_t DD = (size_t)D * D, KD = (size_t)KVD * D, HD = (size_t)H * D;
+    const size_t head_cache = (size_t)s->n_ctx * HS; /* one kv head of one layer */
+    const int threads = s->threads;
+
+    /* copy the token embeddings into x (T, D) */
+    for (int t = 0; t < T; t++)
+        memcpy(s->x + (size_t)t * D, w->token_embedding + (size_t)tokens[t] * D, (size_t)D * sizeof(float));
+
+    for (int l = 0; l < c->n_layers; l++) {
+        float *keys = s->key_cache + (size_t)l * KVH * head_cache;     /* (KVH, n_ctx, HS) */
+        float *values = s->value_cache + (size_t)l * KVH * head_cache; /* (KVH, n_ctx, HS) */
+
+        /* attention rmsnorm: xb (T, D) */
+        for (int t = 0; t < T; t++)
+            rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_att + (size_t)l * D, D);
+
+        /* qkv: q (T, D), k and v (T, KVD), three products in one parallel region */
+        const Product qkv[3] = {{s->q, w->wq + l * DD, D}, {s->k, w->wk + l * KD, KVD}, {s->v, w->wv + l * KD, KVD}};
+        matmul_many(s->xb, T, D, qkv, 3, threads);
+
+        /* RoPE on q and k, then k and v into the cache at positions pos..pos+T-1 */
+        for (int t = 0; t < T; t++) {
+            const float *cs = s->rope_cos + (size_t)(pos + t) * (HS / 2);
+            const float *sn = s->rope_sin + (size_t)(pos + t) * (HS / 2);
+            rope(s->q + (size_t)t * D, NH, HS, cs, sn);
+            rope(s->k + (size_t)t * KVD, KVH, HS, cs, sn);
+            for (int h = 0; h < KVH; h++) {
+                size_t at = h * head_cache + (size_t)(pos + t) * HS;
+                memcpy(keys + at, s->k + (size_t)t * KVD + (size_t)h * HS, (size_t)HS * sizeof(float));
+                memcpy(values + at, s->v + (size_t)t * KVD + (size_t)h * HS, (size_t)HS * sizeof(float));
+            }
+        }
+
+        /* multihead attention: row t, head h into xb (T, D); about T * NH * (pos + T / 2) * HS
+         * multiply-adds each for the scores and the values. Heads outermost: a thread takes whole
+         * heads with all their rows, so it reads those heads' cached keys and values from memory
+         * once and the rows after the first find them in its cache (bench/RESULTS.md, forward). */
+        #pragma omp parallel for collapse(2) schedule(static) num_threads(threads) if ((double)T * NH * (pos + T) * HS > ATTENTION_SERIAL_WORK)
+        for (int h = 0; h < NH; h++)
+            for (int t = 0; t < T; t++) {
+                size_t kv = (size_t)(h / kv_mul) * head_cache;
+                attention_head(s->xb + (size_t)t * D + (size_t)h * HS, s->q + (size_t)t * D + (size_t)h * HS,
+                               keys + kv, values + kv, pos + t, HS, s->att + ((size_t)t * NH + h) * s->n_ctx);
+            }
+
+        /* output projection xb2 = xb Wo^T, and the residual connection */
+        matmul(s->xb2, s->xb, w->wo + l * DD, T, D, D, threads);
+        for (size_t i = 0; i < (size_t)T * D; i++)
+            s->x[i] += s->xb2[i];
+
+        /* ffn rmsnorm: xb (T, D) */
+        for (int t = 0; t < T; t++)
+            rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_ffn + (size_t)l * D, D);
+
+        /* SwiGLU: hb (T, H) = silu(xb W1^T) * (xb W3^T), hb2 the scratch for xb W3^T; the gate is
+         * applied by each thread to the columns it computed, in the products' parallel region */
+        matmul_swiglu(s->hb, s->hb2, s->xb, w->w1 + l * HD, w->w3 + l * HD, T, D, H, threads);
+
+        /* down projection xb2 = hb W2^T, and the residual connection */
+        matmul(s->xb2, s->hb, w->w2 + l * HD, T, H, D, threads);
+        for (size_t i = 0; i < (size_t)T * D; i++)
+            s->x[i] += s->xb2[i];
+    }
+}
+
+int forward(const Model *m, ForwardState *s, const int *tokens, int n, int pos, float *logits,
+            int all_rows, LxError *err)
+{
+    const ModelConfig *c = &m->config;
+    if (n < 1 || pos < 0 || pos > s->n_ctx - n)
+        return fail(err, LX_ERR_CONTEXT, "%s: cannot run %d tokens at position %d: the context holds %d", m->path,
+                    n, pos, s->n_ctx);
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return fail(err, LX_ERR_ARGUMENT, "%s: token id %d is outside the vocabulary (0..%d)", m->path, tokens[t],
+                        c->vocab_size - 1);
+    const int D = c->dim, V = c->vocab_size;
+    /* in chunks of at most max_batch rows, the state's scratch */
+    for (int done = 0; done < n;) {
+        int T = n - done < s->max_batch ? n - done : s->max_batch;
+        forward_rows(m, s, tokens + done, T, pos + done);
+        if (logits && all_rows) {
+            /* final rmsnorm and the classifier for every row: logits (T, V) */
+            for (int t = 0; t < T; t++)
+                rmsnorm(s->x + (size_t)t * D, s->x + (size_t)t * D, m->w.rms_final, D);
+            matmul(logits + (size_t)done * V, s->x, m->w.wcls, T, D, V, s->threads);
+        } else if (logits && done + T == n) {
+            /* final rmsnorm and the classifier for the last row only: logits (V) */
+            float *last = s->x + (size_t)(T - 1) * D;
+            rmsnorm(last, last, m->w.rms_final, D);
+            matmul(logits, last, m->w.wcls, 1, D, V, s->threads);
+        }
+        done += T;
+    }
+    return 0;
+}

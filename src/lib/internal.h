@@ -1,0 +1,569 @@
+/* internal.h: the library's one internal header, in reading order: util (errors, checked sizes,
+ * clock), model (checkpoint files), forward (the run state and the transformer), kernels (the
+ * matrix products under it), tokenizer, sampler (the transform S and the draw), ensemble (CE and
+ * ME), score. The public API is include/llamix.h; everything here is for the library, its tests
+ * and the bench harness, and none of it is exported from the shared library. */
+#ifndef LLAMIX_INTERNAL_H
+#define LLAMIX_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llamix.h"
+
+/* ============================== util ======================================================== */
+/* The few helpers every module shares: error messages, overflow-checked size arithmetic, a
+ * monotonic clock, threads, aligned allocation.
+ *
+ * Error convention (all library code): a function returns 0 on success and nonzero on failure,
+ * having written the LxStatus and a one-line message naming the file or setting into
+ * err (which may be NULL). Functions that return pointers return NULL instead. Library code
+ * never prints and never exits. */
+
+/* printf-style: set *err (may be NULL) to status and the message; return status.
+ * (The parentheses keep the name safe from cmocka.h, which defines a fail() macro.) */
+int(fail)(LxError *err, LxStatus status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* *out = a * b (or a + b); return -1 instead of wrapping around. */
+int size_mul(size_t a, size_t b, size_t *out);
+int size_add(size_t a, size_t b, size_t *out);
+
+/* Seconds on a monotonic clock. */
+double now_seconds(void);
+
+/* threads if > 0, else OpenMP's default (lx_threads_default); always >= 1. */
+int threads_resolve(int threads);
+
+/* Allocate n * size bytes, zeroed, 64-byte aligned; NULL on overflow or failure. Free with free(). */
+void *alloc_zeroed(size_t n, size_t size);
+
+/* ============================== model ======================================================= */
+/* llama2.c checkpoint files: reading them into read-only mapped weights, and writing
+ * random ones (for tests, benchmarks and `llamix init`).
+ *
+ * Shape letters used throughout llamix:
+ *   D  dim (model width)          H   hidden_dim (feed-forward width)
+ *   L  n_layers                   V   vocab_size
+ *   NH n_heads                    NKV n_kv_heads     HS head_size = D / NH
+ *   KVD kv_dim = NKV * HS         S   seq_len (the model's maximum context)
+ *   T  tokens in one forward call
+ * Every matrix is row-major with one row per output: W (out, in), so y = W x is
+ * y[i] = sum_j W[i][j] x[j].
+ *
+ * Formats read:
+ *   version 0 (legacy run.c): 7 int32 (D, H, L, NH, NKV, V, S); a negative V means the
+ *     classifier is stored separately at the end. Then the tensors in this order:
+ *     token_embedding, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final,
+ *     freq_cis_real (S, HS/2), freq_cis_imag (S, HS/2) [skipped], wcls (if unshared).
+ *   version 1: uint32 magic 0x616b3432 ("ak42"), int32 version = 1, the 7 int32 above, uint8
+ *     shared_classifier, zero padding to 256 bytes. Then: rms_att, rms_ffn, rms_final,
+ *     token_embedding, wq, wk, wv, wo, w1, w2, w3, wcls (if unshared). No freq_cis tables.
+ *   version 2 (Q8_0) is recognised and refused as not supported yet. */
+
+
+#define CHECKPOINT_MAGIC 0x616b3432u
+
+/* D, H, L, NH, NKV, V, S: the public LxModelConfig. */
+typedef LxModelConfig ModelConfig;
+
+/* Pointers into the mapping; read-only, never copied. */
+typedef struct {
+    const float *token_embedding; /* (V, D) */
+    const float *rms_att;         /* (L, D) */
+    const float *wq;              /* (L, D, D)   query projection */
+    const float *wk;              /* (L, KVD, D) key projection */
+    const float *wv;              /* (L, KVD, D) value projection */
+    const float *wo;              /* (L, D, D)   attention output */
+    const float *rms_ffn;         /* (L, D) */
+    const float *w1;              /* (L, H, D)   gate */
+    const float *w2;              /* (L, D, H)   down */
+    const float *w3;              /* (L, H, D)   up */
+    const float *rms_final;       /* (D) */
+    const float *wcls;            /* (V, D)      classifier; = token_embedding when shared */
+} ModelWeights;
+
+struct LxModel {
+    ModelConfig config;
+    ModelWeights w;
+    int version;           /* 0 or 1 */
+    int shared_classifier; /* 1 if wcls is the token embedding */
+    const void *data;      /* the whole file */
+    size_t size;
+    int mapped;            /* data is an mmap we own (model_open) */
+    char path[256];        /* for messages */
+};
+typedef struct LxModel Model;
+
+/* Map `path` read-only and validate it. On failure returns nonzero with a message naming the file;
+ * *m is then safe to pass to model_close. */
+int model_open(Model *m, const char *path, LxError *err);
+
+/* Validate a checkpoint already in memory (not copied: `data` must outlive *m). `name` is used in
+ * messages. This is the whole parser; model_open is mmap + model_parse. */
+int model_parse(Model *m, const void *data, size_t size, const char *name, LxError *err);
+
+/* Unmap; safe on a zeroed or failed Model. */
+void model_close(Model *m);
+
+/* Check a config: positive dims, divisibility, even head size, sizes that fit. */
+int model_config_check(const ModelConfig *c, const char *name, LxError *err);
+
+/* Derived sizes. */
+static inline int model_head_size(const ModelConfig *c) { return c->dim / c->n_heads; }
+static inline int model_kv_dim(const ModelConfig *c) { return c->dim / c->n_heads * c->n_kv_heads; }
+
+/* Bytes of weights one token streams in a forward (all matrices + classifier), for benchmarks. */
+size_t model_weight_bytes(const ModelConfig *c);
+
+/* Write a checkpoint with random weights: Gaussian N(0, std^2) entries (std = 0 picks
+ * 1/sqrt(D)), RMSNorm gains 1, from the given seed. version 0 or 1; shared_classifier 0 or 1. */
+int model_write_random(const char *path, const ModelConfig *c, int version, int shared_classifier,
+                       uint64_t seed, float std, LxError *err);
+
+/* Named shapes for `llamix init` and `llamix bench`: "260K", "15M", "42M", "110M", "tiny".
+ * Returns -1 for an unknown name. */
+int model_shape(const char *name, ModelConfig *c);
+
+/* ============================== forward ===================================================== */
+/* the run state of one sequence and the batched forward pass (forward.c), and the one-token
+ * reference forward that the tests check it against (forward_reference.c).
+ *
+ * A Model is shared read-only; a ForwardState belongs to one sequence (one thread at a time), so
+ * one model can serve many sequences at once. The state owns the KV cache for n_ctx positions and
+ * all scratch for batches of up to max_batch rows, allocated once: forward() never allocates. */
+
+
+typedef struct {
+    int n_ctx;        /* positions the KV cache holds (<= S) */
+    int max_batch;    /* rows processed together; longer inputs are done in chunks */
+    int threads;      /* threads of every product and of attention (set by the owner; init: default) */
+    /* (L, KVH, n_ctx, HS): a kv head's positions side by side, so attention reads them in one
+     * stream (position-major, as llama2.c, they are HS-float pieces KVD floats apart, which
+     * decodes slower: bench/RESULTS.md, forward) */
+    float *key_cache;
+    float *value_cache; /* (L, KVH, n_ctx, HS) */
+    float *x;   /* (max_batch, D) residual stream */
+    float *xb;  /* (max_batch, D) normed input / attention output */
+    float *xb2; /* (max_batch, D) projection output */
+    float *q;   /* (max_batch, D) queries */
+    float *k;   /* (max_batch, KVD) new keys */
+    float *v;   /* (max_batch, KVD) new values */
+    float *hb;  /* (max_batch, H) gate */
+    float *hb2; /* (max_batch, H) up */
+    float *att; /* (max_batch, NH, n_ctx) attention scores */
+    float *rope_cos, *rope_sin; /* (n_ctx, HS/2) rotary tables */
+} ForwardState;
+
+/* Allocate a state for up to n_ctx positions (0 means the model's seq_len) and batches of up to
+ * max_batch rows (0 means a default). On failure *s is safe to pass to forward_state_free. */
+int forward_state_init(ForwardState *s, const ModelConfig *c, int n_ctx, int max_batch, LxError *err);
+void forward_state_free(ForwardState *s);
+
+/* Run tokens[0..n) at positions pos..pos+n-1, appending their keys and values to the cache.
+ * Logits: if all_rows, logits is (n, V) and gets every position's; otherwise logits is (V) and
+ * gets the last position's only (the classifier runs just for the rows asked for). logits may be
+ * NULL to only fill the cache. Requires 1 <= n, 0 <= pos, pos + n <= n_ctx, 0 <= token < V
+ * (checked; otherwise returns LX_ERR_CONTEXT or LX_ERR_ARGUMENT with a message). */
+int forward(const Model *m, ForwardState *s, const int *tokens, int n, int pos, float *logits,
+            int all_rows, LxError *err);
+
+/* The reference: llama2.c run.c's forward() with its own state, one token at a time in plain
+ * loops: run.c's KV cache layout, RoPE angles computed on the fly, scalar matmul, rmsnorm and
+ * softmax summing in run.c's order, one thread. It shares no code with forward(), so it is the
+ * tests' oracle of the layer logic. For tests: it is slow. */
+typedef struct {
+    int n_ctx;          /* positions the KV cache holds (<= S) */
+    float *x;           /* (D) residual stream of the current token */
+    float *xb;          /* (D) normed input / attention output */
+    float *xb2;         /* (D) projection output */
+    float *hb;          /* (H) gate */
+    float *hb2;         /* (H) up */
+    float *q;           /* (D) query */
+    float *att;         /* (NH, n_ctx) attention scores */
+    float *key_cache;   /* (L, n_ctx, KVD) */
+    float *value_cache; /* (L, n_ctx, KVD) */
+} ReferenceState;
+
+/* n_ctx as forward_state_init's (0: the model's seq_len). On failure *s is safe to free. */
+int forward_reference_init(ReferenceState *s, const ModelConfig *c, int n_ctx, LxError *err);
+void forward_reference_free(ReferenceState *s); /* safe on a zeroed or freed state */
+
+/* forward()'s contract (tokens, n, pos, logits, all_rows and the checks), one token at a time. */
+int forward_reference(const Model *m, ReferenceState *s, const int *tokens, int n, int pos,
+                      float *logits, int all_rows, LxError *err);
+
+/* ============================== kernels ===================================================== */
+/* the numeric building blocks of the forward pass (kernels.c; the x86 vector kernels in
+ * kernels_x86.c).
+ *
+ * The heavy one is the batched matrix product. For T input rows x (T, K) and a weight matrix
+ * W (N, K) it computes y (T, N) with y[t][i] = sum_j W[i][j] x[t][j]. Three implementations:
+ *   matmul_reference  plain scalar loops: the oracle for tests, and readable
+ *   matmul_stream     reads each weight row once and dots it with all T input rows; vectorised
+ *                     for the widest instruction set the CPU has (chosen at run time). Decode
+ *                     (T = 1) and ME's catch-up (T = 2..8) are memory-bound and want this.
+ *   matmul_blas       CBLAS sgemm; wins for large T (prefill, scoring) where packing pays off.
+ * matmul() picks between them by T and splits the N output rows across the OpenMP threads. */
+
+
+/* y (T, N) = x (T, K) W^T, W (N, K); T, K, N >= 1. On `threads` threads (0: the default), each
+ * taking a slice of W's rows; picks the kernel by T. BLAS, when used, is called from each thread
+ * on its slice, so a threaded BLAS should be pinned to one thread (lx_blas_single_thread). */
+void matmul(float *y, const float *x, const float *w, int T, int K, int N, int threads);
+
+/* Several products of one input, y_i (T, N_i) = x (T, K) W_i^T (the query, key and value
+ * projections), threaded in one parallel region instead of one each. */
+typedef struct {
+    float *y;
+    const float *w;
+    int N;
+} Product;
+void matmul_many(const float *x, int T, int K, const Product *p, int n, int threads);
+
+/* SwiGLU's gated products in one parallel region: h (T, H) = silu(x W1^T) * (x W3^T), with
+ * silu(g) = g / (1 + e^-g); u (T, H) is scratch that receives x W3^T. Each thread gates the
+ * columns it has just computed, so the gate costs no extra pass or fork. */
+void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const float *w3, int T, int K, int H,
+                   int threads);
+
+/* Single-threaded variants over output rows [n0, n1) (0 <= n0 <= n1 <= N; the other columns of y
+ * are left alone), for tests and for matmul() itself. */
+void matmul_reference(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+void matmul_stream(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+void matmul_blas(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+
+/* The streaming kernel for x86's wide vectors (kernels_x86.c), with matmul_stream's contract
+ * (T, K >= 1; no tiling of large T, which matmul_stream does). Each is compiled for its own
+ * instruction set, so call it only where kernels_isa_available() says the CPU has that set. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define KERNELS_X86 1
+void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+void matmul_stream_avx2(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+#endif
+
+/* Instruction sets of the streaming kernel. kernels_isa_available() tells whether this CPU and
+ * build can run one; kernels_set_isa() forces one (tests), KERNEL_ISA_AUTO restores the best.
+ * The choice is process-wide (it describes the CPU): made lazily on first use, then kept. */
+typedef enum { KERNEL_ISA_AUTO = -1, KERNEL_ISA_GENERIC = 0, KERNEL_ISA_AVX2 = 1, KERNEL_ISA_AVX512 = 2 } KernelIsa;
+int kernels_isa_available(KernelIsa isa);
+void kernels_set_isa(KernelIsa isa);
+const char *kernels_isa_name(void); /* the one in use */
+
+/* Batches of at least this many rows go to BLAS (when built with it); why, see kernels.c.
+ * The default depends on the streaming kernel's instruction set (INT_MAX: never).
+ * kernels_set_blas_min_rows() overrides it (tests, bench); 0 restores the default. */
+int kernels_blas_min_rows(void);
+void kernels_set_blas_min_rows(int rows);
+int kernels_have_blas(void);
+
+/* a (n) . b (n) kept as `lanes` (1..DOT_MAX_LANES) partial sums. One running sum makes every add
+ * wait for the previous one (a chain of n adds); independent lanes hide that latency, and a
+ * fixed-width inner loop is what a compiler turns into vector registers. Inline, so each caller
+ * is vectorised for the instruction set it is compiled for. */
+#define DOT_MAX_LANES 16
+static inline float dot_lanes(const float *a, const float *b, int n, int lanes)
+{
+    float acc[DOT_MAX_LANES] = {0};
+    int i = 0;
+    for (; i + lanes <= n; i += lanes)
+        for (int l = 0; l < lanes; l++)
+            acc[l] += a[i + l] * b[i + l];
+    float sum = 0.0f;
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    for (int l = 0; l < lanes; l++)
+        sum += acc[l];
+    return sum;
+}
+
+/* o (D) = x / sqrt(mean(x^2) + 1e-5) * weight; o may alias x. */
+void rmsnorm(float *o, const float *x, const float *weight, int D);
+
+/* In place: x (n) = exp(x - max) / sum. */
+void softmax(float *x, int n);
+
+/* ============================== tokenizer =================================================== */
+/* llama2.c's tokenizer.bin: byte-pair encoding by merge scores, and decoding.
+ *
+ * File format (little-endian): uint32 max_token_length, then for each id 0..V-1: float32 score,
+ * int32 length, `length` bytes of the piece (no terminator). V is not stored: it comes from the
+ * model, and a file with fewer or more entries than V is an error. Ids 1 and 2 are BOS and EOS.
+ * In the usual vocabularies ids 3..258 are the byte pieces "<0x00>".."<0xFF>". */
+
+
+#define TOKEN_BOS 1
+#define TOKEN_EOS 2
+
+typedef struct LxTokenizer Tokenizer; /* defined in tokenizer.c */
+
+/* Load a tokenizer of exactly vocab_size entries (0: as many as the file holds, for tools that
+ * have no model at hand). NULL on error with a message naming path. */
+Tokenizer *tokenizer_open(const char *path, int vocab_size, LxError *err);
+/* The same from memory (the file's bytes; copied). `name` is used in messages. */
+Tokenizer *tokenizer_parse(const void *data, size_t size, int vocab_size, const char *name, LxError *err);
+void tokenizer_free(Tokenizer *t); /* NULL is fine */
+
+int tokenizer_vocab_size(const Tokenizer *t);
+const char *tokenizer_path(const Tokenizer *t); /* the file it was read from (or the name given) */
+/* The piece of id (raw bytes, NUL-terminated copy), and its length. */
+const char *tokenizer_piece(const Tokenizer *t, int id);
+int tokenizer_piece_length(const Tokenizer *t, int id);
+float tokenizer_score(const Tokenizer *t, int id);
+
+/* Encode UTF-8 text. Writes at most max_tokens ids into tokens and the count into *n_tokens.
+ * bos: prepend BOS; eos: append EOS. Returns -1 with a message if the text has a character the
+ * vocabulary cannot represent (no piece and no byte fallback) or max_tokens is too small
+ * (strlen(text) + 3 is always enough). */
+int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int *tokens,
+                     int max_tokens, int *n_tokens, LxError *err);
+
+/* The text to print for `token` following `prev`: strips the leading space after BOS, turns
+ * "<0xXX>" into that byte, and returns "" for a single byte that is an ASCII control character
+ * other than whitespace (bytes >= 0x80 are kept: they are parts of UTF-8 characters).
+ * The result points into the tokenizer (valid until tokenizer_free). */
+const char *tokenizer_decode(const Tokenizer *t, int prev, int token);
+
+/* 1 if a and b have identical pieces (and sizes); otherwise 0 and, in why, the first difference. */
+int tokenizer_same(const Tokenizer *a, const Tokenizer *b, char why[LX_ERROR_LENGTH]);
+
+/* ============================== sampler ===================================================== */
+/* the seeded generator, the sampling transform S(p), and the draw.
+ *
+ * S maps a member's logits to the distribution a token is drawn from, in this order:
+ *   1. temperature: p = softmax(logits / T); T = 0 means greedy (a one-hot at the argmax,
+ *      lowest id on ties);
+ *   2. top-k: keep the k most probable tokens (k = 0: off);
+ *   3. top-p (nucleus): of what is left, sorted by probability, keep the shortest prefix whose
+ *      mass exceeds p (p >= 1: off);
+ *   4. min-p: drop tokens below min_p times the largest probability (0: off);
+ * then renormalise. Ties in sorting are broken by the lower id, so S is a function.
+ *
+ * sampler_sample() draws from S(p) with one coin from the generator, exactly as llama2.c's
+ * run.c does when top-k and min-p are off (same generator, same top-p procedure), so a seed
+ * reproduces run.c's output token for token. sampler_transform() returns the vector S(p) itself,
+ * which the ensemble and the tests use. */
+
+
+/* llama2.c's xorshift64* generator. State 0 is a fixed point, so rng_seed(0) uses the constant
+ * 0x9E3779B97F4A7C15 instead (every other seed is the state as given). */
+typedef struct {
+    uint64_t state;
+} Rng;
+
+void rng_seed(Rng *r, uint64_t seed);
+uint32_t rng_u32(Rng *r);   /* upper 32 bits of the xorshift64* output */
+float rng_float(Rng *r);    /* (u32 >> 8) / 16777216: uniform in [0, 1) */
+
+/* temperature (0 = greedy), top_k (0 = off), top_p (>= 1 = off), min_p (0 = off). */
+typedef LxSamplerParams SamplerParams;
+
+/* Defaults: temperature 1, top-k off, top-p 0.9 (llama2.c's run default), min-p off. */
+SamplerParams sampler_defaults(void);
+
+/* Check ranges: T >= 0 and finite, top_k >= 0, 0 < top_p and finite, 0 <= min_p < 1 (NaN fails).
+ * On failure err gets one line such as "temperature must be >= 0 and finite, got nan". */
+int sampler_params_check(const SamplerParams *p, LxError *err);
+
+typedef struct {
+    SamplerParams params;
+    int vocab_size;
+    int threads;    /* threads for the softmax's exps (init: the default; the owner may set it) */
+    float *probs;   /* (V) scratch */
+    void *sorted;   /* (V) scratch (probability, id) pairs */
+} Sampler;
+
+int sampler_init(Sampler *s, int vocab_size, SamplerParams params, LxError *err);
+void sampler_free(Sampler *s); /* safe on a zeroed Sampler */
+
+/* probs (V) = S(softmax(logits)), normalised to sum 1. logits is not modified (probs may be the
+ * same array). Exactly the distribution sampler_sample() draws from: both use one kept list. */
+void sampler_transform(Sampler *s, const float *logits, float *probs);
+
+/* Draw a token from S(softmax(logits)) using exactly one rng_float coin (none when greedy).
+ * Matches llama2.c run.c when top_k and min_p are off (top_p <= 0 then also means off, as in
+ * run.c). Where run.c misbehaves we choose: top_p < 1/V with a flat distribution (run.c reads out
+ * of bounds) keeps the top token; logits / T overflowing (run.c: NaNs) acts as T -> 0.
+ * *prob (if prob is not NULL) gets the token's probability under S (1 when greedy). */
+int sampler_sample(Sampler *s, const float *logits, Rng *rng, float *prob);
+
+/* Draw from an explicit distribution probs (n) with a coin in [0, 1): the first index whose
+ * cumulative mass exceeds coin (the last index with nonzero mass if rounding leaves it short). */
+int sample_from_probs(const float *probs, int n, float coin);
+
+/* Index of the largest value, lowest index on ties. */
+int argmax(const float *x, int n);
+
+/* ============================== ensemble ==================================================== */
+/* K members, one shared token sequence, and the two ways to sample from the mixture.
+ *
+ *   CE (conventional ensemble): every step runs every member and draws the next token from
+ *        q = sum_k w_k S(p_k).
+ *   ME (mixture-model-like ensemble): every step draws one member k ~ Categorical(w) and then a
+ *        token from S(p_k). Marginally that token has distribution sum_k w_k S(p_k) = q, exactly
+ *        CE's, but only member k ran. A member that sat idle catches up when it is next picked:
+ *        ensemble_sync() runs all the tokens it has not seen in one batched forward.
+ *   CE-mixture: mixes the raw p_k first and applies temperature/top-k/top-p to the mixture, as the
+ *        paper's own code does. A different distribution: it equals CE and ME only at T = 1
+ *        without truncation.
+ * Greedy (T = 0): CE takes the argmax of the mixture; ME can only take the argmax of the member
+ * it picked, which is not CE's greedy output. */
+
+
+typedef LxMode EnsembleMode;
+typedef LxEnsembleParams EnsembleParams;
+
+typedef struct {
+    const Model *model;
+    ForwardState state;
+    int n_seen;          /* tokens of the shared sequence already in this member's KV cache */
+    float *logits;       /* (V) next-token logits after the last sync */
+    long forward_calls;  /* counters */
+    long tokens_processed;
+} Member;
+
+struct LxEnsemble {
+    int k;                /* number of members */
+    Member *members;      /* (k) */
+    double *weights;      /* (k) normalised to sum 1 */
+    EnsembleParams params; /* as given, with weights = the normalised ones and threads resolved */
+    const Tokenizer *tokenizer; /* shared by the members; NULL when built for token ids only */
+    int vocab_size;       /* V, shared */
+    int n_ctx;            /* usable context */
+    int *tokens;          /* (n_ctx) the shared sequence */
+    int n_tokens;
+    Sampler sampler;
+    Rng token_rng;        /* coins for tokens */
+    Rng member_rng;       /* coins for ME's member choice: its own stream */
+    float *probs;         /* (V) scratch: S(p_k) */
+    float *mix;           /* (V) scratch: the mixture */
+};
+typedef struct LxEnsemble Ensemble;
+
+/* Every check that spans members, in one place (lx_ensemble_new's contract): k >= 1, one
+ * vocabulary size, the weights, the sampler settings, n_ctx within every member's seq_len (0:
+ * the smallest), and n_tokenizers 0 (token ids only), 1, or k identical ones of the members'
+ * vocabulary size. On failure *e is safe to free. */
+int ensemble_init(Ensemble *e, const Model *const *models, int k, const Tokenizer *const *tokenizers,
+                  int n_tokenizers, const EnsembleParams *params, LxError *err);
+void ensemble_free(Ensemble *e);
+
+/* Check weights (k of them, each finite and > 0, with a finite sum) and write them normalised
+ * to sum 1 into out (which may be in). NULL in: uniform. The one weight check of the library. */
+int weights_normalise(const double *in, int k, double *out, LxError *err);
+
+/* The longest context every member supports: the smallest seq_len. */
+int models_context(const Model *const *models, int k);
+
+/* Append tokens to the shared sequence (no forward runs here). LX_ERR_CONTEXT if full. */
+int ensemble_append(Ensemble *e, const int *tokens, int n, LxError *err);
+
+/* Bring member i up to date: one batched forward over every token it has not seen (classifier on
+ * the last row only). Returns its next-token logits (V), or NULL with a message. */
+const float *ensemble_sync(Ensemble *e, int i, LxError *err);
+
+/* One step in the ensemble's mode: the next token into *token (not appended); *member gets ME's
+ * pick (-1 for CE), *prob the token's probability under the distribution drawn from. member and
+ * prob may be NULL. */
+int ensemble_step(Ensemble *e, int *token, int *member, float *prob, LxError *err);
+
+/* The exact next-token distribution of the mode for the current sequence (syncs every member):
+ * sum_k w_k S(p_k) for CE and ME (they are the same), S(sum_k w_k p_k) for CE-mixture.
+ * Greedy settings give the one-hot of the token CE would take. q is (V). */
+int ensemble_distribution(Ensemble *e, float *q, LxError *err);
+
+/* Reset the sequence and every member's cache and counters (the models stay loaded); the random
+ * streams go on. ensemble_seed restarts both streams from seed. */
+void ensemble_reset(Ensemble *e);
+void ensemble_seed(Ensemble *e, uint64_t seed);
+
+/* ============================== score ======================================================= */
+/* how well each member, and their mixture, predicts a text; and the mixture weights
+ * that predict it best.
+ *
+ * CE and ME sample from the same distribution q(x) = sum_k w_k p_k(x) (at temperature 1 without
+ * truncation), so they have one perplexity between them: the ensemble's log-likelihood of a token
+ * x is log sum_k w_k p_k(x). Computing it needs every member's p_k(x), so scoring always runs
+ * every member over the whole text; ME's saving is in sampling, not here.
+ *
+ * Windows (non-overlapping): the tokenised text is BOS x_1 x_2 ... x_N. It is cut into windows of
+ * at most `context` tokens, each BOS followed by up to context - 1 text tokens:
+ *     BOS x_1 .. x_{C-1} | BOS x_C .. x_{2C-2} | ...        (C = context)
+ * and every text token is scored exactly once, given BOS and the earlier tokens of its own window.
+ * A token early in a window sees little context, so these numbers are a little worse than a
+ * sliding window's; in exchange each token is run through each model exactly once. All members
+ * use the same windows, so their per-token probabilities refer to the same prefixes and can be
+ * mixed token by token.
+ *
+ * What is kept: one number per (member, token), log p_k(x_t | window prefix), in a ScoreTable.
+ * Memory is tokens x members, never tokens x vocabulary; the ensemble's likelihood for any
+ * weights, and the EM fit of the weights, are computed from the table without running a model
+ * again. */
+
+
+
+/* The most members a table holds (the functions below keep per-member scratch on the stack). */
+#define SCORE_MAX_MEMBERS 64
+
+/* log p_k(x_t) for K members and N scored tokens. The functions that take a table assume it
+ * came from score_table_init (1 <= K <= SCORE_MAX_MEMBERS, N >= 1). */
+typedef struct {
+    int k;        /* K members */
+    long n;       /* N tokens scored */
+    double *logp; /* (K, N): logp[i * n + t] = log p_i(token t + 1 of the text | its window) */
+} ScoreTable;
+
+/* Allocate a K x N table (zeroed). On failure *t is safe to pass to score_table_free. */
+int score_table_init(ScoreTable *t, int k, long n, LxError *err);
+void score_table_free(ScoreTable *t); /* safe on a zeroed table */
+
+
+typedef struct {
+    int context;            /* window length in tokens, BOS included; >= 2, <= the model's seq_len */
+    int max_batch;          /* rows per forward call (the logits buffer is max_batch x V); 0 = default */
+    int threads;            /* 0: the default */
+    LxScoreProgress progress; /* may be NULL */
+    void *user;             /* passed to progress */
+    int member;             /* passed to progress: which member this is */
+} ScoreOptions;
+
+/* Tokens scored per window: context - 1. Windows needed for a text of n tokens (BOS included). */
+long score_windows(long n, int context);
+
+/* Score one member: tokens (n) is the tokenised text with tokens[0] == BOS, n >= 2; writes
+ * logp[t] = log p(tokens[t + 1] | BOS and the earlier tokens of its window) for t < n - 1.
+ * Runs forward() with all rows' logits, max_batch rows at a time, and keeps only the one
+ * log-softmax value per row that is needed (computed in double, stable). */
+int score_member(const Model *m, const int *tokens, long n, const ScoreOptions *options,
+                 double *logp, LxError *err);
+
+/* Mean negative log-likelihood, in nats per token, of member i: -(1/N) sum_t logp[i][t]. */
+double score_member_nll(const ScoreTable *t, int i);
+
+/* The ensemble's mean NLL for weights w (K, summing to 1; zeros allowed):
+ *     -(1/N) sum_t log sum_k w_k exp(logp[k][t])        (log-sum-exp, so nothing underflows).
+ * By Jensen (log is concave) it is at most sum_k w_k * score_member_nll(t, k). */
+double score_ensemble_nll(const ScoreTable *t, const double *w);
+
+/* Perplexity exp(nll) and bits per token nll / ln 2. */
+double score_perplexity(double nll);
+double score_bits(double nll);
+
+/* The result of fitting the weights: iterations, converged, nll. */
+typedef LxScoreFit ScoreFit;
+
+/* Maximum-likelihood mixture weights by EM, starting from uniform. One step is
+ *     r_k(t) = w_k p_k(x_t) / sum_j w_j p_j(x_t)        (responsibility of member k for token t)
+ *     w_k   <- (1/N) sum_t r_k(t)
+ * Stops when a step improves the mean NLL by at most tol (nats per token), or after max_iter
+ * steps. The NLL never increases from one step to the next (see score.c). Writes the weights to
+ * w (K). If trace is not NULL it receives the NLL before each step and after the last one:
+ * fit->iterations + 1 values, so it must hold max_iter + 1. */
+int score_fit_weights(const ScoreTable *t, double *w, int max_iter, double tol, double *trace,
+                      ScoreFit *fit, LxError *err);
+
+/* Read a whole text file ("-" is standard input) into a malloc'd NUL-terminated string; *length
+ * gets its size. Fails, naming the file, if it is missing, unreadable, a directory, empty, has a
+ * NUL byte, or is too large to tokenise. The caller frees the result. */
+char *score_read_text(const char *path, size_t *length, LxError *err);
+
+#endif

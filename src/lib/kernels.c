@@ -1,0 +1,310 @@
+/* kernels.c: the numeric building blocks of the forward pass: the matrix product in its three
+ * forms (scalar reference, weight-streaming, BLAS), the threaded dispatcher that picks one, and
+ * rmsnorm and softmax. The streaming kernels for x86's wide vectors are in kernels_x86.c; the
+ * portable one, and the run-time choice between them, are here.
+ *
+ * Shapes: x (T, K) holds T input rows, W (N, K) one row per output, y (T, N) = x W^T, that is
+ * y[t][i] = sum_j W[i][j] x[t][j]. Every kernel below works on the output rows [n0, n1), so the
+ * dispatcher can hand each thread a contiguous slice of W.
+ *
+ * Why two fast kernels. For small T (decode is T = 1, ME's catch-up T = 2..8) the product is
+ * memory-bound: each weight is used T times per load, and the weights (tens to hundreds of MB) do
+ * not fit in cache, so the time is bytes of W / memory bandwidth. The streaming kernel reads each
+ * weight row once and dots it with all T input rows while it is in L1, so T = 2..8 cost little
+ * more than T = 1. BLAS sgemm packs its operands into cache-sized panels first; that costs a copy
+ * of W, which pays off only once T is large enough for the multiply to dominate, and only if the
+ * streaming kernel is much slower at multiplying than BLAS. The crossover depends on the
+ * instruction set (BLAS_MIN_ROWS_* below): with AVX-512 the streaming kernel wins throughout. */
+#include "config.h"
+#include "internal.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#ifdef HAVE_CBLAS
+#include <cblas.h>
+#endif
+
+/* ------------------------------------------------------------------------------ reference */
+
+/* y (T, N), x (T, K), W (N, K); output rows [n0, n1). One float accumulator summed in order
+ * j = 0..K-1, as llama2.c's matmul: the oracle the fast kernels are tested against. */
+void matmul_reference(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * K;
+        for (int i = n0; i < n1; i++) {
+            const float *wi = w + (size_t)i * K;
+            float sum = 0.0f;
+            for (int j = 0; j < K; j++)
+                sum += wi[j] * xt[j];
+            y[(size_t)t * N + i] = sum;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------ streaming */
+
+/* Input rows per tile (matmul_stream): half of this machine's 1 MB L2, the best of the sizes
+ * tried (bench/RESULTS.md, tile size). */
+#define STREAM_TILE_BYTES (512 * 1024)
+
+/* --- Portable C: one weight row at a time, dotted with each input row in turn (the row stays in
+ * L1), each dot product kept as 8 partial sums. Eight independent chains hide the add latency
+ * (one running sum would wait on each add in turn), and the fixed-width inner loop is easy for a
+ * compiler to vectorise. (Blocks of 4 weight rows, as in the wide kernels, lose here:
+ * bench/RESULTS.md, portable kernel.) */
+#define GENERIC_LANES 8
+
+/* x (T, K), W (N, K), y (T, N); output rows [n0, n1). */
+static void stream_generic(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    for (int i = n0; i < n1; i++)
+        for (int t = 0; t < T; t++)
+            y[(size_t)t * N + i] = dot_lanes(w + (size_t)i * K, x + (size_t)t * K, K, GENERIC_LANES);
+}
+
+/* --- Run-time choice of instruction set. The default build targets plain x86-64, so the wide
+ * variants are compiled per function (target attributes, kernels_x86.c) and picked by asking the
+ * CPU. The choice is process-wide, since it describes the CPU, not a caller. It is made lazily,
+ * by the first call that needs it (a product, kernels_isa_name, kernels_blas_min_rows), and kept;
+ * kernels_set_isa() replaces it (tests, the bench). Atomic because that first call may come from
+ * several threads at once; they all compute the same answer. */
+static atomic_int isa_in_use = KERNEL_ISA_AUTO; /* AUTO until first use */
+
+int kernels_isa_available(KernelIsa isa)
+{
+    switch (isa) {
+    case KERNEL_ISA_GENERIC:
+        return 1;
+#ifdef KERNELS_X86
+    case KERNEL_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case KERNEL_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f");
+#endif
+    default:
+        return 0;
+    }
+}
+
+static KernelIsa best_isa(void)
+{
+    if (kernels_isa_available(KERNEL_ISA_AVX512))
+        return KERNEL_ISA_AVX512;
+    if (kernels_isa_available(KERNEL_ISA_AVX2))
+        return KERNEL_ISA_AVX2;
+    return KERNEL_ISA_GENERIC;
+}
+
+/* Forcing an instruction set this CPU lacks gets the best one it has instead. */
+void kernels_set_isa(KernelIsa isa)
+{
+    atomic_store(&isa_in_use, isa != KERNEL_ISA_AUTO && kernels_isa_available(isa) ? isa : best_isa());
+}
+
+static KernelIsa current_isa(void)
+{
+    KernelIsa isa = atomic_load(&isa_in_use);
+    if (isa == KERNEL_ISA_AUTO) {
+        isa = best_isa();
+        atomic_store(&isa_in_use, isa);
+    }
+    return isa;
+}
+
+const char *lx_kernel_name(void) { return kernels_isa_name(); }
+
+const char *kernels_isa_name(void)
+{
+    switch (current_isa()) {
+    case KERNEL_ISA_AVX512: return "avx512";
+    case KERNEL_ISA_AVX2: return "avx2";
+    default: return "generic";
+    }
+}
+
+/* y (T, N) = x (T, K) W^T for output rows [n0, n1), W (N, K); single-threaded. */
+void matmul_stream(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    typedef void StreamFn(float *, const float *, const float *, int, int, int, int, int);
+    StreamFn *stream = stream_generic;
+#ifdef KERNELS_X86
+    KernelIsa isa = current_isa();
+    stream = isa == KERNEL_ISA_AVX512 ? matmul_stream_avx512 : isa == KERNEL_ISA_AVX2 ? matmul_stream_avx2 : stream_generic;
+#endif
+    /* Every block of weight rows meets all the input rows, so x must stay in cache (L2) while W
+     * streams past. A large batch goes in tiles of input rows that fit in STREAM_TILE_BYTES; W is
+     * then read once per tile, which is cheap by then since each weight serves a whole tile. */
+    int tile = STREAM_TILE_BYTES / ((int)sizeof(float) * K) / 4 * 4;
+    if (tile < 4)
+        tile = 4;
+    for (int t = 0; t < T; t += tile)
+        stream(y + (size_t)t * N, x + (size_t)t * K, w, T - t < tile ? T - t : tile, K, N, n0, n1);
+}
+
+/* ------------------------------------------------------------------------------ BLAS */
+
+/* y (T, N) = x (T, K) W^T for output rows [n0, n1): one sgemm on the slice. W rows n0..n1 give
+ * y columns n0..n1, so C starts at y + n0 with row stride N. */
+void matmul_blas(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+#ifdef HAVE_CBLAS
+    if (n1 > n0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n1 - n0, K, 1.0f, x, K,
+                    w + (size_t)n0 * K, K, 0.0f, y + n0, N);
+#else
+    matmul_stream(y, x, w, T, K, N, n0, n1);
+#endif
+}
+
+int kernels_have_blas(void)
+{
+#ifdef HAVE_CBLAS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* The crossover: batches of at least this many rows go to BLAS. It depends on which streaming
+ * kernel BLAS is up against, so there is one per instruction set, measured with bench/matmul_bench
+ * against OpenBLAS running its AVX2 kernels (bench/RESULTS.md, kernel crossover):
+ *   AVX-512: BLAS never wins against the streaming kernel (up to T = 256, 1 and 2 threads); with
+ *            a BLAS that has AVX-512 kernels for the CPU, measure again.
+ *   AVX2:    level at T = 24..32, BLAS ahead from 40 on.
+ *   Plain C: level at T = 4..5, BLAS ahead from 6 on. */
+#define BLAS_MIN_ROWS_AVX512 INT_MAX
+#define BLAS_MIN_ROWS_AVX2 32
+#define BLAS_MIN_ROWS_GENERIC 6
+
+static atomic_int blas_min_rows = 0; /* 0: the default for the instruction set in use */
+
+int kernels_blas_min_rows(void)
+{
+    int rows = atomic_load(&blas_min_rows);
+    if (rows > 0)
+        return rows;
+    switch (current_isa()) {
+    case KERNEL_ISA_AVX512: return BLAS_MIN_ROWS_AVX512;
+    case KERNEL_ISA_AVX2: return BLAS_MIN_ROWS_AVX2;
+    default: return BLAS_MIN_ROWS_GENERIC;
+    }
+}
+
+void kernels_set_blas_min_rows(int rows)
+{
+    atomic_store(&blas_min_rows, rows > 0 ? rows : 0);
+}
+
+/* ------------------------------------------------------------------------------ dispatcher */
+
+/* Split a product across the threads only when there is enough to split: a parallel region costs
+ * a few microseconds, as long as one core takes to stream some 100 KB of weights or do some 100K
+ * multiply-adds (bench/RESULTS.md, parallel thresholds). */
+#define PARALLEL_MIN_WEIGHTS 65536.0 /* N K */
+#define PARALLEL_MIN_WORK 262144.0   /* T N K */
+/* Thread slices start on multiples of this many rows (whole cache lines of y, whole blocks). */
+#define SLICE_ALIGN 16
+
+static void matmul_slice(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1,
+                         int use_blas)
+{
+    if (use_blas)
+        matmul_blas(y, x, w, T, K, N, n0, n1);
+    else
+        matmul_stream(y, x, w, T, K, N, n0, n1);
+}
+
+/* silu(g) * u = g / (1 + e^-g) * u, the SwiGLU gate, over columns [n0, n1) of T rows of N. */
+static void swiglu_columns(float *g, const float *u, int T, int N, int n0, int n1)
+{
+    for (int t = 0; t < T; t++)
+        for (int i = n0; i < n1; i++) {
+            size_t at = (size_t)t * N + i;
+            g[at] = g[at] * (1.0f / (1.0f + expf(-g[at]))) * u[at];
+        }
+}
+
+/* The products p[0..n) of one input, each thread taking a contiguous slice of every product's
+ * output rows (its own part of each W, so the threads never share a weight), all in one
+ * parallel region: a fork and join costs about as much as streaming 100 KB, and a 15M-shape
+ * layer has seven products of 330 to 900 KB. With gate (SwiGLU), p[0] and p[1] have the same N
+ * and p[0].y becomes silu(p[0].y) * p[1].y, each thread gating the columns it computed. */
+static void run_products(const float *x, int T, int K, const Product *p, int n, int gate, int threads)
+{
+    current_isa(); /* settle the choice before the threads start */
+    int use_blas = kernels_have_blas() && T >= kernels_blas_min_rows();
+    int slices = threads_resolve(threads);
+    double weights = 0;
+    for (int i = 0; i < n; i++)
+        weights += (double)p[i].N * K;
+    if (weights < PARALLEL_MIN_WEIGHTS && T * weights < PARALLEL_MIN_WORK)
+        slices = 1;
+#ifdef _OPENMP /* (only to keep -Wunknown-pragmas quiet in builds without OpenMP) */
+#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
+#endif
+    for (int s = 0; s < slices; s++)
+        for (int i = 0; i < n; i++) {
+            int rows = (p[i].N + slices - 1) / slices;
+            rows = (rows + SLICE_ALIGN - 1) / SLICE_ALIGN * SLICE_ALIGN;
+            int n0 = s * rows < p[i].N ? s * rows : p[i].N, n1 = n0 + rows < p[i].N ? n0 + rows : p[i].N;
+            if (n0 < n1)
+                matmul_slice(p[i].y, x, p[i].w, T, K, p[i].N, n0, n1, use_blas);
+            if (gate && i == 1 && n0 < n1)
+                swiglu_columns(p[0].y, p[1].y, T, p[0].N, n0, n1);
+        }
+}
+
+void matmul(float *y, const float *x, const float *w, int T, int K, int N, int threads)
+{
+    Product p = {y, w, N};
+    run_products(x, T, K, &p, 1, 0, threads);
+}
+
+void matmul_many(const float *x, int T, int K, const Product *p, int n, int threads)
+{
+    run_products(x, T, K, p, n, 0, threads);
+}
+
+void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const float *w3, int T, int K, int H,
+                   int threads)
+{
+    Product p[2] = {{h, w1, H}, {u, w3, H}};
+    run_products(x, T, K, p, 2, 1, threads);
+}
+
+/* ------------------------------------------------------------------------------ small ops */
+
+/* o (D) = weight * x / sqrt(mean(x^2) + 1e-5), the llama2.c expressions; o may alias x. */
+void rmsnorm(float *o, const float *x, const float *weight, int D)
+{
+    float ss = 0.0f;
+    for (int j = 0; j < D; j++)
+        ss += x[j] * x[j];
+    ss /= D;
+    ss += 1e-5f;
+    ss = 1.0f / sqrtf(ss);
+    for (int j = 0; j < D; j++)
+        o[j] = weight[j] * (ss * x[j]);
+}
+
+/* x (n) = exp(x - max) / sum, in place. Subtracting the max first keeps every exponent <= 0, so
+ * large logits cannot overflow. */
+void softmax(float *x, int n)
+{
+    if (n <= 0)
+        return;
+    float max = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    for (int i = 0; i < n; i++)
+        x[i] /= sum;
+}

@@ -1,0 +1,300 @@
+/* kernels_x86.c: the streaming matrix kernels for x86's wide vectors, AVX-512 and AVX2 + FMA.
+ * kernels.c picks one at run time (the default build targets plain x86-64, so each function here
+ * carries its own target attribute) and calls it on a slice of the output rows.
+ *
+ * Shapes as in kernels.c: x (T, K), W (N, K), y (T, N) = x W^T over output rows [n0, n1).
+ *
+ * The plan.
+ * T = 1 (decode): one weight row after the other, a straight sequential read of W, with a few
+ * independent accumulators. This is pure bandwidth, and the hardware prefetcher follows one
+ * sequential stream best (reading 4 rows side by side, 4 streams K floats apart, got less
+ * bandwidth: bench/RESULTS.md, kernel measurements).
+ *
+ * T >= 2: output rows go in blocks of 4 weight rows; each block is dotted with the input rows a
+ * few at a time (4 with AVX-512, 2 with AVX2), keeping one vector accumulator per (weight row,
+ * input row) pair in registers.
+ *  - The 4 weight rows are read from memory once; the later input blocks find them in L1. That
+ *    is what makes T = 2..8 nearly free.
+ *  - Within a step every loaded weight vector meets every loaded input vector, so a 4 x 4 block
+ *    does 16 multiply-adds per 8 loads. One weight row against one input row is 2 loads per
+ *    multiply-add, and load-bound as soon as the data sits in cache (T >= 8).
+ *  - The accumulators are independent, which hides the multiply-add latency.
+ *  - Long rows are taken in chunks of at most STREAM_CHUNK columns (the partial sums add up in
+ *    y), so that the block of weight rows stays in L1 while the input rows stream past it: at
+ *    K = 2048 four whole rows are 32 KB and the inputs would push them out of a 48 KB L1.
+ *  - While a block is being worked on, the same columns of the next block's rows are prefetched.
+ *    The hardware prefetcher alone stalls whenever a block's arithmetic outlasts its loads
+ *    (T = 4..16); with the next rows already on their way the memory stays busy.
+ *  - Rows left over when n1 - n0 is not a multiple of 4 go one at a time.
+ * Large batches are split into tiles of input rows that fit in L2 before they get here
+ * (matmul_stream in kernels.c).
+ *
+ * T = 2..4 with short rows (AVX-512, K <= ONE_ROW_MAX_K): as for T = 1, one weight row after the
+ * other (one stream), each dotted with all T inputs; the blocks lose there. */
+#include "config.h"
+#include "internal.h"
+
+#ifdef KERNELS_X86
+#include <immintrin.h>
+
+#define STREAM_ROWS 4 /* weight rows per block */
+/* Chunks of 1024 columns keep a block of 4 weight rows in L1 (bench/RESULTS.md, chunk size). */
+#define STREAM_CHUNK 1024
+
+/* Short rows and few inputs (AVX-512: T = 2..4, K <= this) go one weight row at a time: one
+ * sequential stream beats blocks of rows at the 15M shape's K = 288, and loses at K = 2048
+ * (bench/RESULTS.md, one row at a time). */
+#define ONE_ROW_MAX_K 512
+
+/* Columns per chunk: K split into equal pieces of at most STREAM_CHUNK, whole vectors each. */
+static int stream_chunk(int K)
+{
+    int pieces = (K + STREAM_CHUNK - 1) / STREAM_CHUNK;
+    return ((K + pieces - 1) / pieces + 15) / 16 * 16;
+}
+
+/* --- AVX-512: 16 floats a vector, 32 registers: blocks of 4 weight rows x 4 input rows. */
+#define AVX512_INPUTS 4
+
+/* One step of 16 columns for an R x C block; mask selects the columns that exist (the tail).
+ * Rows of x and W are K floats apart. */
+__attribute__((always_inline, target("avx512f")))
+static inline void step_avx512(__m512 acc[STREAM_ROWS][AVX512_INPUTS], const float *x, const float *w,
+                               int K, int R, int C, __mmask16 mask)
+{
+    __m512 wv[STREAM_ROWS];
+    for (int r = 0; r < R; r++)
+        wv[r] = _mm512_maskz_loadu_ps(mask, w + (size_t)r * K);
+    for (int r = 0; r < R; r++) /* the same columns of the next block's rows: see the plan above */
+        _mm_prefetch((const char *)(w + (size_t)(r + STREAM_ROWS) * K), _MM_HINT_T0);
+    for (int c = 0; c < C; c++) {
+        __m512 xv = _mm512_maskz_loadu_ps(mask, x + (size_t)c * K);
+        for (int r = 0; r < R; r++)
+            acc[r][c] = _mm512_fmadd_ps(wv[r], xv, acc[r][c]);
+    }
+}
+
+/* The four sums of a, b, c, d, as one 4-float vector: fold 512 -> 256 bits, then a tree of
+ * horizontal adds. Cheaper than four separate reductions, which matters when K is short. */
+__attribute__((always_inline, target("avx512f")))
+static inline __m128 sum4_avx512(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+#define FOLD(v) _mm256_add_ps(_mm512_castps512_ps256(v), \
+                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))
+    __m256 ab = _mm256_hadd_ps(FOLD(a), FOLD(b));
+    __m256 cd = _mm256_hadd_ps(FOLD(c), FOLD(d));
+#undef FOLD
+    __m256 abcd = _mm256_hadd_ps(ab, cd);
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+/* y[c][r] (+)= sum over `len` columns of W[r][j] x[c][j], for r < R weight rows and c < C input
+ * rows; y points at y[t0][i0], x at x[t0][j0], w at W[i0][j0]; add: accumulate into y (the
+ * chunks after the first). R and C are constants after inlining, so the loops unroll and acc
+ * stays in registers. */
+__attribute__((always_inline, target("avx512f")))
+static inline void block_avx512(float *y, const float *x, const float *w, int len, int K, int N, int R, int C,
+                                int add)
+{
+    __m512 acc[STREAM_ROWS][AVX512_INPUTS];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= len; j += 16)
+        step_avx512(acc, x + j, w + j, K, R, C, 0xFFFF);
+    if (j < len)
+        step_avx512(acc, x + j, w + j, K, R, C, (__mmask16)((1u << (len - j)) - 1));
+    for (int c = 0; c < C; c++) {
+        float *yc = y + (size_t)c * N;
+        if (R == 4) {
+            __m128 sums = sum4_avx512(acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
+            _mm_storeu_ps(yc, add ? _mm_add_ps(_mm_loadu_ps(yc), sums) : sums);
+        } else {
+            for (int r = 0; r < R; r++)
+                yc[r] = (add ? yc[r] : 0.0f) + _mm512_reduce_add_ps(acc[r][c]);
+        }
+    }
+}
+
+/* T = 1: y[i] = W[i] . x for i in [n0, n1), one weight row after the other with four
+ * accumulators (four multiply-add chains in flight). */
+__attribute__((target("avx512f")))
+static void gemv_avx512(float *y, const float *x, const float *w, int K, int n0, int n1)
+{
+    for (int i = n0; i < n1; i++) {
+        const float *wi = w + (size_t)i * K;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int j = 0;
+        for (; j + 64 <= K; j += 64) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(wi + j), _mm512_loadu_ps(x + j), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(wi + j + 16), _mm512_loadu_ps(x + j + 16), a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(wi + j + 32), _mm512_loadu_ps(x + j + 32), a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(wi + j + 48), _mm512_loadu_ps(x + j + 48), a3);
+        }
+        for (; j < K; j += 16) {
+            __mmask16 mask = K - j >= 16 ? 0xFFFF : (__mmask16)((1u << (K - j)) - 1);
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, wi + j), _mm512_maskz_loadu_ps(mask, x + j), a0);
+        }
+        y[i] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    }
+}
+
+/* x (T, K), W (N, K), y (T, N); output rows [n0, n1). T, K >= 1. */
+__attribute__((target("avx512f")))
+void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    if (T == 1) {
+        gemv_avx512(y, x, w, K, n0, n1);
+        return;
+    }
+    if (T <= AVX512_INPUTS && K <= ONE_ROW_MAX_K) {
+        for (int i = n0; i < n1; i++) {
+            const float *wi = w + (size_t)i * K;
+            switch (T) {
+            case 2: block_avx512(y + i, x, wi, K, K, N, 1, 2, 0); break;
+            case 3: block_avx512(y + i, x, wi, K, K, N, 1, 3, 0); break;
+            default: block_avx512(y + i, x, wi, K, K, N, 1, 4, 0); break;
+            }
+        }
+        return;
+    }
+    int chunk = stream_chunk(K), i = n0;
+    for (; i + STREAM_ROWS <= n1; i += STREAM_ROWS)
+        for (int j = 0; j < K; j += chunk) {
+            int len = K - j < chunk ? K - j : chunk, add = j > 0;
+            const float *wi = w + (size_t)i * K + j;
+            for (int t = 0; t < T; t += AVX512_INPUTS) {
+                float *yt = y + (size_t)t * N + i;
+                const float *xt = x + (size_t)t * K + j;
+                switch (T - t) {
+                case 1: block_avx512(yt, xt, wi, len, K, N, 4, 1, add); break;
+                case 2: block_avx512(yt, xt, wi, len, K, N, 4, 2, add); break;
+                case 3: block_avx512(yt, xt, wi, len, K, N, 4, 3, add); break;
+                default: block_avx512(yt, xt, wi, len, K, N, 4, 4, add); break;
+                }
+            }
+        }
+    for (; i < n1; i++)
+        for (int t = 0; t < T; t++)
+            block_avx512(y + (size_t)t * N + i, x + (size_t)t * K, w + (size_t)i * K, K, K, N, 1, 1, 0);
+}
+
+/* --- AVX2 + FMA: 8 floats a vector, only 16 registers: blocks of 4 weight rows x 2 input rows
+ * (8 accumulators, 4 weight vectors, 1 input vector). */
+#define AVX2_INPUTS 2
+
+/* One step of 8 columns; in the tail step only the columns under mask are loaded. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void step_avx2(__m256 acc[STREAM_ROWS][AVX2_INPUTS], const float *x, const float *w,
+                             int K, int R, int C, int tail, __m256i mask)
+{
+    __m256 wv[STREAM_ROWS];
+    for (int r = 0; r < R; r++)
+        wv[r] = tail ? _mm256_maskload_ps(w + (size_t)r * K, mask) : _mm256_loadu_ps(w + (size_t)r * K);
+    for (int r = 0; r < R; r++) /* the next block's rows: see the plan above */
+        _mm_prefetch((const char *)(w + (size_t)(r + STREAM_ROWS) * K), _MM_HINT_T0);
+    for (int c = 0; c < C; c++) {
+        __m256 xv = tail ? _mm256_maskload_ps(x + (size_t)c * K, mask) : _mm256_loadu_ps(x + (size_t)c * K);
+        for (int r = 0; r < R; r++)
+            acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+    }
+}
+
+/* The four sums of a, b, c, d as one vector (a tree of horizontal adds). */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m128 sum4_avx2(__m256 a, __m256 b, __m256 c, __m256 d)
+{
+    __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+__attribute__((always_inline, target("avx2,fma")))
+static inline float sum_avx2(__m256 a)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* As block_avx512. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void block_avx2(float *y, const float *x, const float *w, int len, int K, int N, int R, int C,
+                              int add)
+{
+    __m256 acc[STREAM_ROWS][AVX2_INPUTS];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= len; j += 8)
+        step_avx2(acc, x + j, w + j, K, R, C, 0, _mm256_setzero_si256());
+    if (j < len) {
+        __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(len - j), lanes);
+        step_avx2(acc, x + j, w + j, K, R, C, 1, mask);
+    }
+    for (int c = 0; c < C; c++) {
+        float *yc = y + (size_t)c * N;
+        if (R == 4) {
+            __m128 sums = sum4_avx2(acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
+            _mm_storeu_ps(yc, add ? _mm_add_ps(_mm_loadu_ps(yc), sums) : sums);
+        } else {
+            for (int r = 0; r < R; r++)
+                yc[r] = (add ? yc[r] : 0.0f) + sum_avx2(acc[r][c]);
+        }
+    }
+}
+
+/* T = 1: as gemv_avx512. */
+__attribute__((target("avx2,fma")))
+static void gemv_avx2(float *y, const float *x, const float *w, int K, int n0, int n1)
+{
+    __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int i = n0; i < n1; i++) {
+        const float *wi = w + (size_t)i * K;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int j = 0;
+        for (; j + 32 <= K; j += 32) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wi + j), _mm256_loadu_ps(x + j), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wi + j + 8), _mm256_loadu_ps(x + j + 8), a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wi + j + 16), _mm256_loadu_ps(x + j + 16), a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wi + j + 24), _mm256_loadu_ps(x + j + 24), a3);
+        }
+        for (; j < K; j += 8) {
+            __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - j), lanes);
+            a0 = _mm256_fmadd_ps(_mm256_maskload_ps(wi + j, mask), _mm256_maskload_ps(x + j, mask), a0);
+        }
+        y[i] = sum_avx2(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    }
+}
+
+/* x (T, K), W (N, K), y (T, N); output rows [n0, n1). T, K >= 1. */
+__attribute__((target("avx2,fma")))
+void matmul_stream_avx2(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    if (T == 1) {
+        gemv_avx2(y, x, w, K, n0, n1);
+        return;
+    }
+    int chunk = stream_chunk(K), i = n0;
+    for (; i + STREAM_ROWS <= n1; i += STREAM_ROWS)
+        for (int j = 0; j < K; j += chunk) {
+            int len = K - j < chunk ? K - j : chunk, add = j > 0;
+            const float *wi = w + (size_t)i * K + j;
+            for (int t = 0; t < T; t += AVX2_INPUTS) {
+                float *yt = y + (size_t)t * N + i;
+                const float *xt = x + (size_t)t * K + j;
+                if (T - t == 1)
+                    block_avx2(yt, xt, wi, len, K, N, 4, 1, add);
+                else
+                    block_avx2(yt, xt, wi, len, K, N, 4, 2, add);
+            }
+        }
+    for (; i < n1; i++)
+        for (int t = 0; t < T; t++)
+            block_avx2(y + (size_t)t * N + i, x + (size_t)t * K, w + (size_t)i * K, K, K, N, 1, 1, 0);
+}
+
+#endif /* KERNELS_X86 */

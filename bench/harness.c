@@ -6,11 +6,18 @@
 #include "probes.h"
 #include "stats.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-const char *bench_mode_name(int mode) { return mode == BENCH_SINGLE ? "single" : lx_mode_name((LxMode)mode); }
+const char *bench_mode_name(int mode)
+{
+    static const char *routed[] = {"me+router", "ce+router", "ce-mixture+router"}; /* LxMode's order */
+    if (mode == BENCH_SINGLE)
+        return "single";
+    return mode & BENCH_ROUTED ? routed[(mode & ~BENCH_ROUTED) % 3] : lx_mode_name((LxMode)mode);
+}
 
 static void say(const BenchPlan *plan, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const BenchPlan *plan, const char *fmt, ...)
@@ -66,7 +73,8 @@ static LxStatus run_once(const BenchPlan *plan, LxModel *const *members, int k, 
     LxEnsembleParams ep = lx_ensemble_defaults();
     ep.n_ctx = p + n;
     ep.threads = threads;
-    ep.mode = mode == BENCH_SINGLE ? LX_MODE_ME : (LxMode)mode;
+    ep.mode = mode == BENCH_SINGLE ? LX_MODE_ME : (LxMode)(mode & ~BENCH_ROUTED);
+    ep.router = mode != BENCH_SINGLE && (mode & BENCH_ROUTED) ? plan->router : NULL;
     ep.sampler = plan->sampler;
     ep.seed = plan->seed;
     LxGenerateParams g = lx_generate_defaults();
@@ -97,6 +105,71 @@ static LxStatus run_once(const BenchPlan *plan, LxModel *const *members, int k, 
     return status;
 }
 
+/* The router alone: nanoseconds per weights() call, as an ensemble step makes it (no id checks),
+ * over histories of every length up to the prompt's (a router may read the whole history), best
+ * of 5 rounds. */
+static double router_cost(const LxRouter *r, const int *prompt, int p)
+{
+    enum { CALLS = 200000 };
+    double w[SCORE_MAX_MEMBERS], best = INFINITY;
+    double sink = 0; /* read at the end, so the calls cannot be optimised away */
+    for (int round = 0; round < 5; round++) {
+        double t0 = now_seconds();
+        for (int i = 0; i < CALLS; i++) {
+            r->ops->weights(r, prompt, 1 + i % p, w);
+            sink += w[0];
+        }
+        double ns = 1e9 * (now_seconds() - t0) / CALLS;
+        best = ns < best ? ns : best;
+    }
+    return sink >= 0 ? best : NAN; /* weights are >= 0: always best */
+}
+
+/* S sequences of the same prompt at once through one LxBatch (sequence j: seed + j), n + 1 draws
+ * each: pp is the first step (every prompt, then every first draw), tg the n steps after it; the
+ * counters are the batched forward calls and the rows they ran. */
+static LxStatus run_batch_once(const BenchPlan *plan, LxModel *const *members, int k, int mode, int threads,
+                               int S, const int *prompt, int p, int n, Run *out, LxError *err)
+{
+    LxEnsembleParams ep = lx_ensemble_defaults();
+    ep.n_ctx = p + n;
+    ep.threads = threads;
+    ep.mode = mode == BENCH_SINGLE ? LX_MODE_ME : (LxMode)(mode & ~BENCH_ROUTED);
+    ep.router = mode != BENCH_SINGLE && (mode & BENCH_ROUTED) ? plan->router : NULL;
+    ep.sampler = plan->sampler;
+    LxGenerateParams g = lx_generate_defaults();
+    g.n_predict = n + 1;
+    g.ignore_eos = 1;
+    memset(out, 0, sizeof *out);
+    LxBatch *b;
+    size_t heap0 = probe_heap_bytes();
+    LxStatus status = lx_batch_new(members, k, NULL, 0, &ep, S, &b, err);
+    for (int j = 0; status == LX_OK && j < S; j++)
+        status = lx_batch_add(b, prompt, p, plan->seed + (uint64_t)j, &g, NULL, NULL, NULL, err);
+    if (status != LX_OK) {
+        lx_batch_free(b);
+        return status;
+    }
+    double t0 = now_seconds();
+    status = lx_batch_step(b, err);
+    double t1 = now_seconds();
+    size_t heap1 = probe_heap_bytes(); /* the pool is made at the first step */
+    out->heap = heap1 > heap0 ? heap1 - heap0 : 0;
+    for (int i = 0; i < k; i++)
+        lx_batch_member_counts(b, i, &out->pp.calls[i], &out->pp.tokens[i]);
+    while (status == LX_OK && lx_batch_active(b) > 0)
+        status = lx_batch_step(b, err);
+    out->pp_s = t1 - t0;
+    out->tg_s = now_seconds() - t1;
+    for (int i = 0; i < k; i++) {
+        lx_batch_member_counts(b, i, &out->tg.calls[i], &out->tg.tokens[i]);
+        out->tg.calls[i] -= out->pp.calls[i];
+        out->tg.tokens[i] -= out->pp.tokens[i];
+    }
+    lx_batch_free(b);
+    return status;
+}
+
 /* ------------------------------------------------------------------ the plan */
 
 /* Every combination of the lists, in the order they run: by thread count, prompt and generation
@@ -104,7 +177,7 @@ static LxStatus run_once(const BenchPlan *plan, LxModel *const *members, int k, 
  * that the two halves of an ME/CE ratio run next to each other. */
 static int plan_tests(BenchReport *R, const BenchPlan *o)
 {
-    int most = o->nt * o->np * o->nn * o->n_modes * o->nk;
+    int most = o->nt * o->np * o->nn * o->n_modes * o->nk * (o->router ? 2 : 1) * (o->nseqs ? o->nseqs : 1);
     R->tests = calloc((size_t)most, sizeof *R->tests);
     R->seconds_store = calloc((size_t)most * 2 * (size_t)o->reps, sizeof(double));
     if (!R->tests || !R->seconds_store)
@@ -112,17 +185,21 @@ static int plan_tests(BenchReport *R, const BenchPlan *o)
     for (int ti = 0; ti < o->nt; ti++)
         for (int pi = 0; pi < o->np; pi++)
             for (int ni = 0; ni < o->nn; ni++)
+                for (int si = 0; si < (o->nseqs ? o->nseqs : 1); si++) /* batch sizes, outside K: CE and ME of one S side by side */
                 for (int ki = -1; ki < o->nk; ki++)     /* -1: single */
-                    for (int mi = 0; mi < o->n_modes; mi++) {
-                        int single = o->modes[mi] == BENCH_SINGLE;
-                        if (single != (ki < 0))
+                    for (int mi = 0; mi < o->n_modes * 2; mi++) {
+                        /* the second round: the ce/me modes again with the router, for its K */
+                        int mode = o->modes[mi % o->n_modes], single = mode == BENCH_SINGLE, routed = mi >= o->n_modes;
+                        if (single != (ki < 0) ||
+                            (routed && (single || !o->router || o->ks[ki] != lx_router_size(o->router))))
                             continue;
                         BenchTest *t = &R->tests[R->n_tests];
-                        t->mode = o->modes[mi];
+                        t->mode = routed ? mode | BENCH_ROUTED : mode;
                         t->k = single ? 1 : o->ks[ki];
                         t->threads = o->ts[ti];
                         t->n_prompt = o->ps[pi];
                         t->n_gen = o->ns[ni];
+                        t->sequences = o->nseqs ? o->seqs[si] : 0;
                         t->pp_s = R->seconds_store + (size_t)R->n_tests * 2 * (size_t)o->reps;
                         t->tg_s = t->pp_s + o->reps;
                         R->n_tests++;
@@ -180,7 +257,9 @@ static LxStatus run_tests(BenchReport *R, const BenchPlan *o, const int *prompt,
             Run run;
             LxStatus status = touch_members(o, t->k, t->threads, prompt, err);
             if (status == LX_OK)
-                status = run_once(o, o->models, t->k, t->mode, t->threads, prompt, t->n_prompt, t->n_gen, &run, err);
+                status = t->sequences ? run_batch_once(o, o->models, t->k, t->mode, t->threads, t->sequences, prompt,
+                                                       t->n_prompt, t->n_gen, &run, err)
+                                      : run_once(o, o->models, t->k, t->mode, t->threads, prompt, t->n_prompt, t->n_gen, &run, err);
             if (status != LX_OK)
                 return status;
             t->pp_s[rep] = run.pp_s;
@@ -217,8 +296,9 @@ static void account(BenchReport *R)
         BenchTest *t = &R->tests[i];
         for (int j = 0; j < t->k; j++) {
             const ModelConfig *c = &R->models[j]->config;
+            int S = t->sequences ? t->sequences : 1; /* S prompts of the same length side by side */
             if (t->pp.tokens[j])
-                t->pp_flops += forward_flops(c, (int)t->pp.tokens[j], 0, 1);
+                t->pp_flops += S * forward_flops(c, (int)(t->pp.tokens[j] / S), 0, 1);
             t->tg_bytes += (double)t->tg.calls[j] * (double)model_weight_bytes(c);
         }
     }
@@ -292,6 +372,7 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
     R->shape = o->shape;
     R->sampler = o->sampler;
     R->seed = o->seed;
+    R->router_path = o->router ? o->router_path : NULL;
 
     /* the prompt: BOS, then random ids */
     int V = o->models[0]->config.vocab_size, p_max = list_max(o->ps, o->np);
@@ -317,6 +398,8 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
     /* the bandwidth buffer was resident all along: take it out of the peak */
     R->rss_peak = probe_peak_rss() - (double)R->bw_n * sizeof(float);
     R->process_threads = probe_process_threads();
+    if (o->router)
+        R->router_ns = router_cost(o->router, prompt, p_max);
     R->blas_threads = probe_blas_threads();
     if (o->limits) {
         say(o, "measuring matvec and sgemm peaks");

@@ -47,6 +47,7 @@
 #define BENCH_MAX_MEMBERS 16
 #define BENCH_MAX_MODES 4
 #define BENCH_SINGLE (-1)    /* a bench mode: BENCH_SINGLE or an LxMode */
+#define BENCH_ROUTED 0x100   /* or'ed into an LxMode: the same mode with the plan's router */
 #define BENCH_SGEMM_SIZE 2048 /* sgemm peak: a 2048^3 product, 17 GFLOP */
 
 /* What to run: every combination of the lists, over members that the caller opened. */
@@ -61,6 +62,9 @@ typedef struct {
     int bw_mib;             /* size of the bandwidth buffer */
     uint64_t seed;          /* of the prompt, the sampler and ME's picks */
     LxSamplerParams sampler;
+    int seqs[BENCH_MAX_LIST], nseqs; /* --sequences: batch sizes S (none: one sequence per run) */
+    const LxRouter *router; /* --router: each ce/me test of its K runs again with it, side by side */
+    const char *router_path;
     FILE *log;              /* progress lines ("llamix bench: ..."), or NULL */
 } BenchPlan;
 
@@ -73,6 +77,7 @@ typedef struct {
 typedef struct {
     int mode;            /* BENCH_SINGLE or an LxMode */
     int k, threads, n_prompt, n_gen;
+    int sequences;       /* S sequences at once through an LxBatch (seeds seed + j); 0: lx_generate_tokens */
     double *pp_s, *tg_s; /* (r) seconds, one per repetition */
     BenchCounts pp, tg;  /* identical in every repetition (fixed seed) */
     double pp_flops;     /* of the pp forwards */
@@ -111,6 +116,8 @@ typedef struct {
     double started;          /* clock at bench_begin */
     double seconds;          /* the whole bench */
     double background;       /* CPUs busy with other processes during the runs, on average */
+    const char *router_path; /* the plan's router, or NULL */
+    double router_ns;        /* nanoseconds of one lx_router_weights call, measured alone */
 } BenchReport;
 
 /* Zero R and note the clock and the process's size before any member is loaded. */

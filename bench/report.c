@@ -22,14 +22,15 @@ static const BenchLimits *limits_for(const BenchReport *R, int threads)
 static void rates(const BenchTest *t, int r, int tg, double *out)
 {
     for (int i = 0; i < r; i++)
-        out[i] = tg ? t->n_gen / t->tg_s[i] : t->n_prompt / t->pp_s[i];
+        out[i] = (t->sequences ? t->sequences : 1) * (tg ? t->n_gen / t->tg_s[i] : t->n_prompt / t->pp_s[i]);
 }
 
-static const BenchTest *find_test(const BenchReport *R, int mode, int k, int threads, int p, int n)
+static const BenchTest *find_test(const BenchReport *R, int mode, int k, int threads, int p, int n, int sequences)
 {
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
-        if (t->mode == mode && t->k == k && t->threads == threads && t->n_prompt == p && t->n_gen == n)
+        if (t->mode == mode && t->k == k && t->threads == threads && t->n_prompt == p && t->n_gen == n &&
+            t->sequences == sequences)
             return t;
     }
     return NULL;
@@ -100,8 +101,8 @@ void report_markdown(FILE *f, const BenchReport *R)
                "tok/s: median +- median absolute deviation. calls/tokens: forward calls and tokens per member. "
                "efficiency: pp GFLOP/s (%% of sgemm peak), tg weight GB/s (%% of read bandwidth)\n\n");
 
-    fprintf(f, "| mode       |  K | model  | threads | test   |               tok/s | calls/tokens per member   | efficiency          |\n");
-    fprintf(f, "| ---------- | -: | ------ | ------: | ------ | ------------------: | ------------------------- | ------------------- |\n");
+    fprintf(f, "| mode       |  K |  S | model  | threads | test   |               tok/s | calls/tokens per member   | efficiency          |\n");
+    fprintf(f, "| ---------- | -: | -: | ------ | ------: | ------ | ------------------: | ------------------------- | ------------------- |\n");
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
         for (int tg = 0; tg <= 1; tg++) {
@@ -118,8 +119,9 @@ void report_markdown(FILE *f, const BenchReport *R)
             int n = snprintf(eff, sizeof eff, tg ? "%.1f GB/s" : "%.1f GFLOP/s", rate);
             if (isfinite(e))
                 snprintf(eff + n, sizeof eff - (size_t)n, " (%.0f%%)", 100 * e);
-            fprintf(f, "| %-10s | %2d | %-6s | %7d | %-6s | %19s | %-25s | %-19s |\n", bench_mode_name(t->mode),
-                    t->mode == BENCH_SINGLE ? 1 : t->k, R->label, t->threads, test, tps, counts, eff);
+            fprintf(f, "| %-10s | %2d | %2d | %-6s | %7d | %-6s | %19s | %-25s | %-19s |\n", bench_mode_name(t->mode),
+                    t->mode == BENCH_SINGLE ? 1 : t->k, t->sequences ? t->sequences : 1, R->label, t->threads, test,
+                    tps, counts, eff);
         }
     }
     fprintf(f, "\n");
@@ -127,22 +129,57 @@ void report_markdown(FILE *f, const BenchReport *R)
     /* ME over CE, side by side */
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *ce = &R->tests[i];
-        const BenchTest *me = ce->mode == LX_MODE_CE && ce->n_gen > 0 ?
-                         find_test(R, LX_MODE_ME, ce->k, ce->threads, ce->n_prompt, ce->n_gen) : NULL;
+        int routed = ce->mode != BENCH_SINGLE ? ce->mode & BENCH_ROUTED : 0;
+        const BenchTest *me = ce->mode == (LX_MODE_CE | routed) && ce->n_gen > 0 ?
+                         find_test(R, LX_MODE_ME | routed, ce->k, ce->threads, ce->n_prompt, ce->n_gen, ce->sequences) : NULL;
         if (!me)
             continue;
         double x[BENCH_MAX_REPS], y[BENCH_MAX_REPS];
         ratios(me, ce, R->r, 0, x);
         ratios(me, ce, R->r, 1, y);
-        fprintf(f, "- ME/CE speed-up, K %d, %d thread%s, tg%d after pp%d: **%.2fx** (range %.2f-%.2f over %d "
+        fprintf(f, "- ME/CE speed-up%s, K %d, S %d, %d thread%s, tg%d after pp%d: **%.2fx** (range %.2f-%.2f over %d "
                    "side-by-side pairs; ceiling %d); pp%d+tg%d end to end: %.2fx\n",
-                ce->k, ce->threads, ce->threads > 1 ? "s" : "", ce->n_gen, ce->n_prompt, stats_median(x, R->r),
-                stats_min(x, R->r), stats_max(x, R->r), R->r, ce->k, ce->n_prompt, ce->n_gen, stats_median(y, R->r));
+                routed ? " with the router" : "", ce->k, ce->sequences ? ce->sequences : 1, ce->threads, ce->threads > 1 ? "s" : "", ce->n_gen,
+                ce->n_prompt, stats_median(x, R->r), stats_min(x, R->r), stats_max(x, R->r), R->r, ce->k,
+                ce->n_prompt, ce->n_gen, stats_median(y, R->r));
     }
+    /* aggregate throughput of S sequences at once over the first S of the list, side by side */
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *t = &R->tests[i];
+        const BenchTest *base = t->sequences ? find_test(R, t->mode, t->k, t->threads, t->n_prompt, t->n_gen,
+                                                         R->tests[0].sequences) : NULL;
+        if (!base || base == t || t->n_gen == 0)
+            continue;
+        double x[BENCH_MAX_REPS];
+        for (int j = 0; j < R->r; j++)
+            x[j] = t->sequences * base->tg_s[j] / (base->sequences * t->tg_s[j]);
+        fprintf(f, "- S %d over S %d, %s K %d, %d thread%s, tg%d after pp%d: aggregate tok/s **%.2fx** (range %.2f-%.2f, "
+                   "side by side)\n", t->sequences, base->sequences, bench_mode_name(t->mode), t->k, t->threads,
+                t->threads > 1 ? "s" : "", t->n_gen, t->n_prompt, stats_median(x, R->r), stats_min(x, R->r),
+                stats_max(x, R->r));
+    }
+    /* the router's cost: each routed test against the same test with fixed weights */
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *rt = &R->tests[i];
+        const BenchTest *fx = rt->mode != BENCH_SINGLE && (rt->mode & BENCH_ROUTED) ?
+                         find_test(R, rt->mode & ~BENCH_ROUTED, rt->k, rt->threads, rt->n_prompt, rt->n_gen, rt->sequences) : NULL;
+        if (!fx || rt->n_gen == 0)
+            continue;
+        double x[BENCH_MAX_REPS];
+        for (int j = 0; j < R->r; j++)
+            x[j] = rt->tg_s[j] / fx->tg_s[j];
+        fprintf(f, "- router %s, %s K %d, %d thread%s, tg%d: time with the router / with fixed weights **%.3fx** "
+                   "(range %.3f-%.3f over %d side-by-side pairs)\n", R->router_path, lx_mode_name((LxMode)fx->mode),
+                rt->k, rt->threads, rt->threads > 1 ? "s" : "", rt->n_gen, stats_median(x, R->r), stats_min(x, R->r),
+                stats_max(x, R->r), R->r);
+    }
+    if (R->router_path)
+        fprintf(f, "- router %s alone: %.1f ns per token (its weights() as a step calls it, best of 5 rounds)\n", R->router_path,
+                R->router_ns);
     /* thread scaling against the first thread count */
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
-        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen);
+        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen, t->sequences);
         if (!base || base == t || (t->mode != BENCH_SINGLE && t->k != R->tests[R->n_tests - 1].k))
             continue;
         double x[BENCH_MAX_REPS], y[BENCH_MAX_REPS];
@@ -249,7 +286,15 @@ void report_json(FILE *f, const BenchReport *R)
     json_string(f, probe_blas_config());
     fprintf(f, ",\"compiler\":");
     json_string(f, __VERSION__);
-    fprintf(f, "},\n\"limits\":[");
+    fprintf(f, "},\n");
+    if (R->router_path) {
+        fprintf(f, "\"router\":{\"path\":");
+        json_string(f, R->router_path);
+        fprintf(f, ",\"ns_per_token\":");
+        json_number(f, R->router_ns);
+        fprintf(f, "},\n");
+    }
+    fprintf(f, "\"limits\":[");
     for (int i = 0; i < R->n_limits; i++) {
         const BenchLimits *l = &R->limits[i];
         fprintf(f, "%s\n {\"threads\":%d,\"read_bandwidth_gbs\":", i ? "," : "", l->threads);
@@ -290,8 +335,11 @@ void report_json(FILE *f, const BenchReport *R)
             rates(t, R->r, tg, x);
             fprintf(f, "%s\n {\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",", bench_mode_name(t->mode), t->k);
             json_string(f, R->label);
-            fprintf(f, ",\"threads\":%d,\"test\":\"%s%d\",\"n_prompt\":%d,\"n_gen\":%d,\"tok_s\":", t->threads,
-                    tg ? "tg" : "pp", tokens, t->n_prompt, t->n_gen);
+            fprintf(f, ",\"threads\":%d,", t->threads);
+            if (t->sequences) /* batch tests only: tok/s are aggregate over the S sequences */
+                fprintf(f, "\"sequences\":%d,", t->sequences);
+            fprintf(f, "\"test\":\"%s%d\",\"n_prompt\":%d,\"n_gen\":%d,\"tok_s\":", tg ? "tg" : "pp", tokens,
+                    t->n_prompt, t->n_gen);
             json_stats(f, x, R->r);
             fprintf(f, tg ? ",\"weight_gbs\":" : ",\"gflops\":");
             json_number(f, rate);
@@ -308,13 +356,16 @@ void report_json(FILE *f, const BenchReport *R)
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *ce = &R->tests[i];
         const BenchTest *me = ce->mode == LX_MODE_CE && ce->n_gen > 0 ?
-                         find_test(R, LX_MODE_ME, ce->k, ce->threads, ce->n_prompt, ce->n_gen) : NULL;
+                         find_test(R, LX_MODE_ME, ce->k, ce->threads, ce->n_prompt, ce->n_gen, ce->sequences) : NULL;
         if (!me)
             continue;
         double x[BENCH_MAX_REPS];
         fprintf(f, "%s\n {\"what\":\"me/ce\",\"k\":%d,\"shape\":", first ? "" : ",", ce->k);
         json_string(f, R->label);
-        fprintf(f, ",\"threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"tg\":", ce->threads, ce->n_prompt, ce->n_gen);
+        fprintf(f, ",\"threads\":%d,", ce->threads);
+        if (ce->sequences)
+            fprintf(f, "\"sequences\":%d,", ce->sequences);
+        fprintf(f, "\"n_prompt\":%d,\"n_gen\":%d,\"tg\":", ce->n_prompt, ce->n_gen);
         ratios(me, ce, R->r, 0, x);
         json_stats(f, x, R->r);
         fprintf(f, ",\"end_to_end\":");
@@ -325,7 +376,7 @@ void report_json(FILE *f, const BenchReport *R)
     }
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
-        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen);
+        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen, t->sequences);
         if (!base || base == t)
             continue;
         double x[BENCH_MAX_REPS];
@@ -343,6 +394,24 @@ void report_json(FILE *f, const BenchReport *R)
                 x[j] = base->tg_s[j] / t->tg_s[j];
             json_stats(f, x, R->r);
         }
+        fprintf(f, "}");
+        first = 0;
+    }
+    for (int i = 0; i < R->n_tests; i++) { /* aggregate tg tok/s at S over the first S */
+        const BenchTest *t = &R->tests[i];
+        const BenchTest *base = t->sequences ? find_test(R, t->mode, t->k, t->threads, t->n_prompt, t->n_gen,
+                                                         R->tests[0].sequences) : NULL;
+        if (!base || base == t || t->n_gen == 0)
+            continue;
+        double x[BENCH_MAX_REPS];
+        fprintf(f, "%s\n {\"what\":\"sequences\",\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",",
+                bench_mode_name(t->mode), t->k);
+        json_string(f, R->label);
+        fprintf(f, ",\"threads\":%d,\"sequences\":%d,\"over_sequences\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"tg\":",
+                t->threads, t->sequences, base->sequences, t->n_prompt, t->n_gen);
+        for (int j = 0; j < R->r; j++)
+            x[j] = t->sequences * base->tg_s[j] / (base->sequences * t->tg_s[j]);
+        json_stats(f, x, R->r);
         fprintf(f, "}");
         first = 0;
     }

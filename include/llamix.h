@@ -146,6 +146,10 @@ LX_API LxStatus lx_model_open(const char *path, LxModel **out, LxError *err);
 LX_API void lx_model_close(LxModel *m);
 LX_API LxModelConfig lx_model_config(const LxModel *m);
 LX_API const char *lx_model_path(const LxModel *m);
+/* The mapped file: *data and *size cover it. If the file is truncated or rewritten in place while
+ * mapped, reading the lost pages raises SIGBUS; the library installs no handler (a program that
+ * wants to report it can check the faulting address against this range, as llamix does). */
+LX_API void lx_model_mapping(const LxModel *m, const void **data, size_t *size);
 /* Bytes of weights one forward pass reads (every matrix and the classifier). */
 LX_API size_t lx_model_weight_bytes(const LxModelConfig *c);
 
@@ -181,6 +185,7 @@ LX_API const char *lx_token_text(const LxTokenizer *t, int prev, int token);
 /* ------------------------------------------------------------------ ensembles */
 
 typedef struct LxEnsemble LxEnsemble; /* K members, one shared sequence, a sampler */
+typedef struct LxRouter LxRouter;     /* member weights from the token history (routing, below) */
 
 typedef enum {
     LX_MODE_ME,         /* pick k ~ w, then draw from S(p_k): one member per token */
@@ -199,6 +204,9 @@ typedef struct {
 
 typedef struct {
     const double *weights;   /* K weights (finite, > 0; normalised here), or NULL for uniform */
+    const LxRouter *router;  /* NULL: the constant router of weights; else K weights per token
+                                from the history (then weights must be NULL). Borrowed: it must
+                                outlive the ensemble */
     int n_ctx;               /* positions to hold; 0: the smallest member's seq_len */
     int threads;             /* 0: lx_threads_default() */
     LxMode mode;
@@ -211,7 +219,7 @@ LX_API LxEnsembleParams lx_ensemble_defaults(void);
 /* Parse "me", "ce", "ce-mixture"; LX_ERR_ARGUMENT otherwise. */
 LX_API LxStatus lx_mode_parse(const char *name, LxMode *mode, LxError *err);
 LX_API const char *lx_mode_name(LxMode mode);
-/* Parse "0.5,0.3,0.2" into exactly k weights, each finite and > 0. */
+/* Parse "0.5,0.3,0.2" into exactly k weights, each finite and > 0, with a finite sum. */
 LX_API LxStatus lx_weights_parse(const char *text, int k, double *weights, LxError *err);
 
 /* The longest context every one of k models supports: the smallest seq_len. */
@@ -234,6 +242,8 @@ LX_API void lx_ensemble_free(LxEnsemble *e);
 LX_API int lx_ensemble_size(const LxEnsemble *e);
 LX_API int lx_ensemble_context(const LxEnsemble *e);
 LX_API const LxEnsembleParams *lx_ensemble_params(const LxEnsemble *e); /* weights normalised */
+/* The router in use: params.router, or the constant router of the weights (owned by e). */
+LX_API const LxRouter *lx_ensemble_router(const LxEnsemble *e);
 LX_API const LxTokenizer *lx_ensemble_tokenizer(const LxEnsemble *e);
 LX_API void lx_ensemble_member_counts(const LxEnsemble *e, int i, long *forward_calls,
                                       long *tokens_processed);
@@ -315,6 +325,67 @@ LX_API LxStatus lx_generate_tokens(LxEnsemble *e, const int *prompt, int n_promp
                                    const LxGenerateParams *params, LxTokenCallback callback,
                                    void *user, LxGenerateStats *stats, LxError *err);
 
+/* ------------------------------------------------------------------ batches */
+
+/* Many sequences at once over one ensemble's members. On a CPU decoding is bound by memory
+ * bandwidth, so S sequences that share one pass over a member's weights cost little more than
+ * one. Each sequence has its own token sequence, sampler and random streams (from its own seed)
+ * and its own KV cache in every member; lx_batch_step() advances every active sequence by one
+ * token. CE runs each member once per step over every sequence's pending rows; ME lets every
+ * sequence pick its member, and each member runs once over the spans (catch-ups) of the
+ * sequences that picked it. A sequence draws exactly the tokens lx_generate_tokens() would with
+ * its seed, up to float rounding (a batch of rows sums in another order than one row).
+ *
+ * Sequences join at any time (lx_batch_add) and wait, first come first served, until one of the
+ * max_active slots is free; at the next step their prompts run in the same forward as the
+ * others' decode rows. They end independently (end of text, budget, stop string, full context,
+ * the callback's request), and a slot's KV caches go back to the batch's pool for the next
+ * sequence. Memory: lx_batch_sequence_bytes() per active sequence, made on first use.
+ *
+ * Threads: a batch belongs to one thread at a time; callbacks run inside lx_batch_step() on it.
+ * It uses params->threads like an ensemble. Models and tokenizers are borrowed as by
+ * lx_ensemble_new() and must outlive the batch. */
+typedef struct LxBatch LxBatch;
+
+/* Bytes of one sequence's KV cache in one member of config c, for n_ctx positions:
+ * 2 (keys, values) x n_layers x n_ctx x kv_dim floats. */
+LX_API size_t lx_kv_cache_bytes(const LxModelConfig *c, int n_ctx);
+
+/* A batch of at most max_active sequences at once over k members, with every check and setting
+ * of lx_ensemble_new (params->seed is unused: each sequence brings its own). params->n_ctx is
+ * every sequence's context. The caller owns *out. */
+LX_API LxStatus lx_batch_new(LxModel *const *models, int k, LxTokenizer *const *tokenizers, int n_tokenizers,
+                             const LxEnsembleParams *params, int max_active, LxBatch **out, LxError *err);
+LX_API void lx_batch_free(LxBatch *b);
+
+/* Queue a sequence: prompt (n_prompt >= 1 token ids, copied; usually BOS first) and seed, as
+ * for lx_generate_tokens on an ensemble with that seed. params (NULL: the defaults) is copied but
+ * its stop strings are borrowed until the sequence ends; callback (may be NULL) hears its tokens
+ * as in lx_generate, during lx_batch_step. *id (may be NULL) gets the sequence's id, unique in
+ * this batch (0, 1, 2, ... in the order added). */
+LX_API LxStatus lx_batch_add(LxBatch *b, const int *prompt, int n_prompt, uint64_t seed,
+                             const LxGenerateParams *params, LxTokenCallback callback, void *user, int *id,
+                             LxError *err);
+/* One token for every active sequence, after admitting waiting ones into free slots. Sequences
+ * that end are moved to the finished list (lx_batch_finished). Nothing to do is not an error. */
+LX_API LxStatus lx_batch_step(LxBatch *b, LxError *err);
+/* Take the oldest finished sequence: returns 1 and fills *id and *stats (either may be NULL), or
+ * returns 0 when none is left. */
+LX_API int lx_batch_finished(LxBatch *b, int *id, LxGenerateStats *stats);
+/* Drop a waiting or active sequence (its slot returns to the pool; no callback, no finished
+ * entry). LX_ERR_ARGUMENT if id is neither. */
+LX_API LxStatus lx_batch_remove(LxBatch *b, int id, LxError *err);
+
+LX_API int lx_batch_active(const LxBatch *b);  /* sequences in slots */
+LX_API int lx_batch_waiting(const LxBatch *b); /* sequences queued for a slot */
+LX_API int lx_batch_context(const LxBatch *b); /* every sequence's context */
+/* KV cache bytes one active sequence holds (all members), and the bytes of the states made so far
+ * (the pool: at most max_active sequences' worth, kept for reuse until lx_batch_free). */
+LX_API size_t lx_batch_sequence_bytes(const LxBatch *b);
+LX_API size_t lx_batch_pool_bytes(const LxBatch *b);
+/* Member i's work so far: batched forward calls and the rows they ran (all sequences). */
+LX_API void lx_batch_member_counts(const LxBatch *b, int i, long *forward_calls, long *rows);
+
 /* ------------------------------------------------------------------ scoring */
 
 /* How well each member, and their mixture, predicts a text. The text is tokenised (BOS first)
@@ -360,6 +431,55 @@ LX_API LxStatus lx_score_fit_weights(const LxScore *s, double *w, int max_iter, 
 /* Read a whole text file ("-": standard input) into a NUL-terminated string the caller frees
  * with free(). Fails on a missing, unreadable, empty or NUL-holding file. */
 LX_API LxStatus lx_read_text(const char *path, char **text, size_t *length, LxError *err);
+
+/* ------------------------------------------------------------------ routing */
+
+/* A router gives the member weights r(x_<=t) (K, summing to 1) for the next token as a function
+ * of the token history only, never of the members' outputs at that step. Then ME, picking
+ * k ~ r(x_<=t) and drawing from S(p_k), samples exactly from q = sum_k r_k(x_<=t) S(p_k), which
+ * CE computes by running every member; ME still runs one member per token. Fixed weights are the
+ * constant router. Kinds:
+ *   "constant"        r = w for every history;
+ *   "previous-token"  a V x K table: r(x_<=t) = row x_t (the last token), fitted by EM
+ *                     (lx_score_fit_router) and kept in a router file.
+ * A router is read-only once made: it may be shared by any number of threads and ensembles, and
+ * must outlive every ensemble using it. The caller owns it and frees it with lx_router_free(). */
+
+/* The constant router of k weights (finite, > 0; normalised here; NULL: uniform). */
+LX_API LxStatus lx_router_constant(int k, const double *weights, LxRouter **out, LxError *err);
+/* Load a router file, validating its sizes against the file, every value finite, the weights and
+ * each table row summing to 1 within 1e-4 (then renormalised). Errors name the file. */
+LX_API LxStatus lx_router_open(const char *path, LxRouter **out, LxError *err);
+/* Write r to path atomically (a temporary file in the same directory, fsync, rename; the
+ * temporary is removed on failure). The constant router cannot be saved (-w says it all). */
+LX_API LxStatus lx_router_save(const LxRouter *r, const char *path, LxError *err);
+LX_API void lx_router_free(LxRouter *r);
+LX_API const char *lx_router_name(const LxRouter *r);  /* "constant", "previous-token" */
+LX_API int lx_router_size(const LxRouter *r);          /* K */
+LX_API int lx_router_vocab_size(const LxRouter *r);    /* V it keys on; 0: any */
+/* The fixed weights (K): the constant router's, or those a table was smoothed toward. Point into r. */
+LX_API const double *lx_router_fixed_weights(const LxRouter *r);
+LX_API double lx_router_prior(const LxRouter *r);      /* alpha; 0 for the constant router */
+/* w (K) = r(tokens[0..n)), the weights for the token after that history (n >= 1, ids < V). */
+LX_API LxStatus lx_router_weights(const LxRouter *r, const int *tokens, int n, double *w, LxError *err);
+
+typedef struct {
+    int iterations;      /* EM steps of the table */
+    int converged;       /* 1 if a step gained at most tol before max_iter */
+    double nll_fixed;    /* training mean NLL with the EM-fitted fixed weights */
+    double nll;          /* training mean NLL with the fitted router */
+    double objective;    /* the penalised NLL the table's EM minimises (see router.c) */
+} LxRouterFit;
+
+/* Fit a previous-token router to a scored text: the fixed weights w by EM first, then the table
+ * by EM with a prior of strength alpha (>= 0) toward w, until a step gains at most tol (nats per
+ * token) or after max_iter steps; no step raises the penalised NLL. Windows as in the score: a
+ * window's first token has BOS as its previous token. The caller owns *out. fit may be NULL. */
+LX_API LxStatus lx_score_fit_router(const LxScore *s, double alpha, int max_iter, double tol,
+                                    LxRouter **out, LxRouterFit *fit, LxError *err);
+/* The mean NLL of the text under the routed mixture, -(1/N) sum_t log sum_k r_k(h_t) p_k(x_t),
+ * with h_t the token's window history; r must have the score's K (and V, if it keys on one). */
+LX_API LxStatus lx_score_router_nll(const LxScore *s, const LxRouter *r, double *nll, LxError *err);
 
 #ifdef __cplusplus
 }

@@ -154,6 +154,39 @@ error "-w with 3 weights for 2 members" 2 "-w" -- \
     "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -w 0.5,0.3,0.2
 error "-w with a negative weight" 2 "-w" -- "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -w 1,-1
 
+# ------------------------------------------------------------------ generate: many sequences at once
+error "-N 0" 2 "-N" "0" -- "$LLAMIX" generate -m "$m" -z "$z" -N 0
+error "--parallel 0" 2 "--parallel" -- "$LLAMIX" generate -m "$m" -z "$z" -N 2 --parallel 0
+error "-o xml" 2 "-o" "xml" -- "$LLAMIX" generate -m "$m" -z "$z" -o xml
+error "--prompts with -p" 2 "--prompts" -- "$LLAMIX" generate -m "$m" -z "$z" -p hello --prompts "$tmp/nope.txt"
+error "missing --prompts file" 1 "$tmp/nope.txt" -- "$LLAMIX" generate -m "$m" -z "$z" --prompts "$tmp/nope.txt"
+error "KV caches beyond memory" 2 "--parallel 8" "-c 64" -- env LLAMIX_MEM_AVAILABLE=100000 \
+    "$LLAMIX" generate -m "$m" -z "$z" -N 8 -c 64 -s 1
+error "batch output to a full disk" 1 "standard output" -- \
+    sh -c '"$0" generate -m "$1" -z "$2" -n 5 -N 3 -s 1 >/dev/full' "$LLAMIX" "$m" "$z"
+# sample j of -N is the run with -s s+j, token for token; jsonl has exactly the keys of the issue
+run "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -p hello -n 12 -N 3 -s 7 -e me -o jsonl
+cp "$tmp/out" "$tmp/batch.jsonl"
+keys_ok=1 same=1
+while IFS= read -r line; do
+    k=$(printf '%s' "$line" | grep -o '"[a-z_]*":' | tr -d '":' | tr '\n' ' ')
+    [ "$k" = "prompt_index sample seed text tokens stop members logprobs " ] || keys_ok=0
+done <"$tmp/batch.jsonl"
+for j in 0 1 2; do
+    "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -p hello -n 12 -s $((7 + j)) -e me >"$tmp/one" 2>/dev/null
+    want=$(sed -n '1s/^hello//p' "$tmp/one")
+    got=$(sed -n "$((j + 1))p" "$tmp/batch.jsonl" | sed 's/.*"text":"\([^"]*\)".*/\1/')
+    [ "$want" = "$got" ] || same=0
+done
+if [ "$status" -eq 0 ] && [ "$(wc -l <"$tmp/batch.jsonl")" -eq 3 ] && [ $keys_ok = 1 ] && [ $same = 1 ]; then
+    pass "-N 3 -o jsonl: the keys, and sample j is the run with -s 7+j"
+else failure "-N 3 -o jsonl" "status $status, keys ok $keys_ok, samples equal to single runs $same"; fi
+printf 'hello\nhe\r\nlo\n' >"$tmp/prompts.txt"
+run "$LLAMIX" generate -m "$m" -z "$z" --prompts "$tmp/prompts.txt" -N 2 --parallel 3 -n 6 -s 3 -o text
+if [ "$status" -eq 0 ] && [ "$(grep -c '^=== prompt' "$tmp/out")" -eq 6 ] && grep -q '^=== prompt 3, sample 2, seed 4' "$tmp/out"; then
+    pass "--prompts FILE -N 2 --parallel 3: six texts, in order"
+else failure "--prompts FILE" "status $status, $(grep -c '^=== prompt' "$tmp/out") texts"; fi
+
 # ------------------------------------------------------------------ generate: files
 error "missing model" 1 "$tmp/nope.bin" "cannot open" -- "$LLAMIX" generate -m "$tmp/nope.bin" -z "$z"
 error "directory as model" 1 "$tmp/dir" -- "$LLAMIX" generate -m "$tmp/dir" -z "$z"
@@ -197,6 +230,40 @@ for mode in ce me ce-mixture; do
     works "ensemble -e $mode" "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -e $mode -w 0.3,0.7 -n 20 -s 2
 done
 works "one tokenizer per member" "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -z "$z" -n 5 -s 2
+# Routing: fit a previous-token router on one text, use it on another, in score, generate and
+# bench; its file's mistakes and the flags that do not go together.
+for i in $(seq 200); do printf 'hello world hello hello '; done >"$tmp/train.txt"
+for i in $(seq 100); do printf 'world hello world '; done >"$tmp/held.txt"
+m2="-m $m -m $tmp/m16b.bin"
+works "score --fit-router" "$LLAMIX" score $m2 -z "$z" -f "$tmp/train.txt" --fit-router "$tmp/r.router" --router-prior 2 -q
+if grep -q "^router " "$tmp/out" && [ -s "$tmp/r.router" ] && [ "$(ls "$tmp" | grep -c 'r\.router.')" -eq 0 ]; then
+    pass "score --fit-router: a router row, the file, no temporary left"
+else failure "score --fit-router: a router row, the file, no temporary left" "missing"; fi
+works "score --router on held-out text" "$LLAMIX" score $m2 -z "$z" -f "$tmp/held.txt" --router "$tmp/r.router" -q -o json
+if grep -q '"router": {"path"' "$tmp/out"; then pass "score --router -o json: a router object"
+else failure "score --router -o json: a router object" "missing"; fi
+for mode in ce me; do
+    works "generate --router -e $mode" "$LLAMIX" generate $m2 -z "$z" --router "$tmp/r.router" -e $mode -n 20 -s 2
+done
+works "bench --router" "$LLAMIX" bench $m2 --router "$tmp/r.router" -p 4 -n 8 -r 1 --no-limits -t 1
+if grep -q "ns per token" "$tmp/out" && grep -q "me+router" "$tmp/out"; then pass "bench --router: routed tests and the router's cost"
+else failure "bench --router: routed tests and the router's cost" "missing"; fi
+error "generate --router with -w" 2 "-w" "--router" -- "$LLAMIX" generate $m2 -z "$z" --router "$tmp/r.router" -w 1,1
+error "score --router with --fit-router" 2 "--fit-router" -- \
+    "$LLAMIX" score $m2 -z "$z" -f "$tmp/held.txt" --router "$tmp/r.router" --fit-router "$tmp/s.router"
+error "score --router-prior alone" 2 "--router-prior" -- "$LLAMIX" score $m2 -z "$z" -f "$tmp/held.txt" --router-prior 3
+error "score --router-prior -1" 2 "--router-prior" -- \
+    "$LLAMIX" score $m2 -z "$z" -f "$tmp/held.txt" --fit-router "$tmp/s.router" --router-prior -1
+error "generate --router of 2 members with 1" 1 "$tmp/r.router" "2 members" -- \
+    "$LLAMIX" generate -m "$m" -z "$z" --router "$tmp/r.router" -n 3
+error "generate --router of 16 ids with 20" 1 "$tmp/r.router" "16 token ids" -- \
+    "$LLAMIX" generate -m "$tmp/m20.bin" -m "$tmp/m20.bin" --router "$tmp/r.router" -n 3 -z "$tmp/tok20.bin"
+head -c 100 "$tmp/r.router" >"$tmp/cut.router"
+error "generate --router truncated" 1 "$tmp/cut.router" "truncated" -- "$LLAMIX" generate $m2 -z "$z" --router "$tmp/cut.router"
+error "score --router missing" 1 "$tmp/none.router" -- "$LLAMIX" score $m2 -z "$z" -f "$tmp/held.txt" --router "$tmp/none.router"
+error "score --fit-router into a missing folder" 1 "$tmp/no/r.router" -- \
+    "$LLAMIX" score $m2 -z "$z" -f "$tmp/held.txt" --fit-router "$tmp/no/r.router" -q
+error "bench --router of another K" 2 "--router" "2 members" -- "$LLAMIX" bench -m "$m" --router "$tmp/r.router" --no-limits
 works "tokenize with -m" "$LLAMIX" tokenize -z "$z" -m "$m" -p "hello world"
 # run.c's merges: " h" (score 3) first, then "ll" (2); "hello" is never reached.
 printf '1 14 4 12 7 3 8 7 9 6 10\n' >"$tmp/want"
@@ -204,6 +271,36 @@ stdout_is "tokenize: the ids run.c gives" "$tmp/want"
 works "tokenize --pieces --no-bos" "$LLAMIX" tokenize -z "$z" -m "$m" -p "hello" --pieces --no-bos
 works "tokenize without -m (vocabulary from the file)" "$LLAMIX" tokenize -z "$z" -p "hello world"
 
+fi
+
+# ------------------------------------------------------------------ files that change under a run
+if [ "$part" != real ]; then
+# A checkpoint truncated while score reads it: one line naming the file, exit 1, no signal.
+init "$tmp/big.bin" --shape 42M --vocab 16 -s 4
+for i in $(seq 3000); do printf 'hello world hello hello '; done >"$tmp/long.txt"
+"$LLAMIX" score -m "$tmp/big.bin" -z "$z" -f "$tmp/long.txt" -t 1 -q >/dev/null 2>"$tmp/race.err" &
+pid=$!
+sleep 1
+truncate -s 4096 "$tmp/big.bin"
+wait $pid
+status=$?
+cmd="score while the checkpoint is truncated"
+if [ "$status" -eq 1 ] && [ "$(wc -l <"$tmp/race.err")" -eq 1 ] && grep -q "big.bin" "$tmp/race.err" &&
+    grep -q "changed or was truncated" "$tmp/race.err"; then pass "$cmd"
+else cp "$tmp/race.err" "$tmp/err"; : >"$tmp/out"; failure "$cmd" "exit status $status, want 1 and one line naming the file"; fi
+# init over a checkpoint in use replaces it whole (a new file): the running generate goes on.
+init "$tmp/big.bin" --shape 42M --vocab 16 -s 4
+"$LLAMIX" generate -m "$tmp/big.bin" -z "$z" -n 200 -t 1 -s 1 >/dev/null 2>"$tmp/race.err" &
+pid=$!
+sleep 1
+init "$tmp/big.bin" --shape tiny -s 5
+wait $pid
+status=$?
+cmd="init over a checkpoint in use"
+if [ "$status" -eq 0 ]; then pass "$cmd"; else cp "$tmp/race.err" "$tmp/err"; : >"$tmp/out"; failure "$cmd" "generate exited $status"; fi
+works "the replaced checkpoint is the new one" "$LLAMIX" generate -m "$tmp/big.bin" -z "$z" -n 3 -s 1
+ls -a "$tmp" | grep -q '^\.big' && failure "init leaves no temporary file" "found one in $tmp" || pass "init leaves no temporary file"
+rm -f "$tmp/big.bin"
 fi
 
 # ------------------------------------------------------------------ the real models

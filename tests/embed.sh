@@ -2,14 +2,17 @@
 # embed.sh: examples/embed, the program that uses only <llamix.h> and the shared library, as an
 # outside program would (run by make check).
 #
-# Its fixtures are a random checkpoint from `llamix init` and a tokenizer written byte by byte
-# (as in tests/cli.sh). With $LLAMIX_MODELS/stories260K.bin and tok512.bin present it also checks
-# that the greedy text is the start of llama2.c's test_all.py text, and runs a two-model ensemble.
+# Its fixtures are random checkpoints from `llamix init` and a tokenizer written byte by byte
+# (as in tests/cli.sh). `embed.sh real` (tests/embed-real.sh) runs instead the cases that need
+# the real llama2.c models in $LLAMIX_MODELS: the greedy text of stories260K must be the start of
+# llama2.c's test_all.py text, and a two-model ensemble must run; it exits 77 (automake's SKIP)
+# without them.
 # Environment: LLAMIX_EMBED (the example, default examples/embed), LLAMIX (the program, for
 # `llamix init`, default ./llamix), LLAMIX_MODELS (may be absent).
 # Prints one line per case and "N passed, N failed"; exits 1 if anything failed.
 LLAMIX_EMBED=${LLAMIX_EMBED:-examples/embed}
 LLAMIX=${LLAMIX:-./llamix}
+part=${1:-}
 for p in "$LLAMIX_EMBED" "$LLAMIX"; do
     if [ ! -x "$p" ]; then
         echo "embed.sh: no program at '$p' (set LLAMIX_EMBED and LLAMIX)" >&2
@@ -92,6 +95,7 @@ starts_with() {
     fi
 }
 
+if [ "$part" != real ]; then
 # ------------------------------------------------------------------ fixtures
 # A llama2.c tokenizer.bin written byte by byte (see tests/cli.sh): 16 pieces, character level
 # with merges, no byte tokens:
@@ -172,9 +176,15 @@ if works "an ensemble of two random models" "$LLAMIX_EMBED" "$m" "$z" hello "$tm
     else failure "the ensemble reports both members" "no 'member 1' and 'member 2' lines"; fi
 fi
 
+fi
+
 # ------------------------------------------------------------------ the real models
 models=${LLAMIX_MODELS:-}
-if [ -n "$models" ] && [ -f "$models/stories260K.bin" ] && [ -f "$models/tok512.bin" ]; then
+if [ "$part" = real ]; then
+    if [ -z "$models" ] || [ ! -f "$models/stories260K.bin" ] || [ ! -f "$models/tok512.bin" ]; then
+        echo "SKIP: the real models (LLAMIX_MODELS='$models' has no stories260K.bin and tok512.bin)"
+        exit 77
+    fi
     s260=$models/stories260K.bin tok512=$models/tok512.bin
     # llama2.c test_all.py: run stories260K.bin -z tok512.bin -t 0.0 -n 200 (embed makes 48 tokens)
     cat >"$tmp/expected" <<'EOF'
@@ -187,13 +197,17 @@ EOF
         starts_with "stories260K greedy: the start of llama2.c's text" "$tmp/expected"
     fi
     if [ -f "$models/llama2xs_tok512.bin" ]; then
-        works "an ensemble of stories260K and llama2xs_tok512" "$LLAMIX_EMBED" "$s260" "$tok512" \
-            "Once upon a time" "$models/llama2xs_tok512.bin"
+        if works "an ensemble of stories260K and llama2xs_tok512" "$LLAMIX_EMBED" "$s260" "$tok512" \
+            "Once upon a time" "$models/llama2xs_tok512.bin"; then
+            if grep -q '^member 1 (' "$tmp/out" && grep -q '^member 2 (' "$tmp/out"; then pass "the ensemble reports both members"
+            else failure "the ensemble reports both members" "no 'member 1' and 'member 2' lines"; fi
+        fi
     else
         echo "skip: llama2xs_tok512.bin not in $models"
     fi
-else
-    echo "skip: the real models (LLAMIX_MODELS='$models' has no stories260K.bin and tok512.bin)"
+    if [ -f "$models/tok105.bin" ]; then
+        error "stories260K with tok105.bin" 1 "tok105.bin" "512" -- "$LLAMIX_EMBED" "$s260" "$models/tok105.bin"
+    fi
 fi
 
 echo "$passed passed, $failed failed"

@@ -128,7 +128,8 @@ static void test_bad_files(void **state)
         {3, 5, "not a multiple of n_heads", 0}, {4, 8, "multiple of n_kv_heads", 0},
         {5, 2, "no room for BOS", 0}, {5, INT32_MIN, "positive", 0},
         {0, INT32_MAX - 31, "dim", 0}, {2, INT32_MAX, "bytes", 0},
-        {6, INT32_MAX, "bytes", 1}, /* only v0 stores tables whose size depends on seq_len */
+        {6, INT32_MAX, "seq_len", 0}, /* implausible, in either version */
+        {6, (1 << 22) + 1, "implausible", 0}, {6, 1 << 21, "bytes", 1}, /* v0's RoPE tables grow with seq_len */
         {1, 1 << 30, "bytes", 0}, {5, 1 << 30, "bytes", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -48,6 +48,11 @@ static void usage(FILE *out)
         "                         the sampler (default temperature 1, top-p 1 = off, top-k off)\n"
         "      --bw-mib N         size of the bandwidth buffer in MiB (default %d)\n"
         "      --no-limits        skip the bandwidth and sgemm measurements\n"
+        "      --sequences LIST   also run S sequences at once through one batch, e.g. 1,2,4,8,16:\n"
+        "                         aggregate tok/s (S x tokens / seconds) of every mode at each S, ME/CE\n"
+        "                         at each S, and each S over the first (sequence j: seed -s + j)\n"
+        "      --router FILE      also run each ce and me test of the router's K with it, side by\n"
+        "                         side, and time the router alone (its cost per token)\n"
         "  -h, --help\n\n"
         "pp P: the P prompt tokens through what the mode runs to sample the first token (single: one\n"
         "forward; ce: one per member; me: one, through the picked member). tg N: N more tokens, each\n"
@@ -97,7 +102,7 @@ typedef struct {
     BenchPlan plan;
 } Options;
 
-enum { OPT_SHAPE = 256, OPT_JSON_FILE, OPT_TEMP, OPT_TOP_P, OPT_TOP_K, OPT_BW, OPT_NO_LIMITS };
+enum { OPT_SHAPE = 256, OPT_JSON_FILE, OPT_TEMP, OPT_TOP_P, OPT_TOP_K, OPT_BW, OPT_NO_LIMITS, OPT_ROUTER, OPT_SEQUENCES };
 
 /* -1: run; otherwise the exit status to return now (after --help, or a usage error printed). */
 static int parse_options(int argc, char **argv, Options *o)
@@ -111,6 +116,7 @@ static int parse_options(int argc, char **argv, Options *o)
         {"seed", required_argument, 0, 's'}, {"temp", required_argument, 0, OPT_TEMP},
         {"top-p", required_argument, 0, OPT_TOP_P}, {"top-k", required_argument, 0, OPT_TOP_K},
         {"bw-mib", required_argument, 0, OPT_BW}, {"no-limits", no_argument, 0, OPT_NO_LIMITS},
+        {"router", required_argument, 0, OPT_ROUTER}, {"sequences", required_argument, 0, OPT_SEQUENCES},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     BenchPlan *p = &o->plan;
@@ -157,6 +163,8 @@ static int parse_options(int argc, char **argv, Options *o)
         case OPT_TOP_K: bad = cli_int("--top-k", optarg, 0, 1 << 30, &p->sampler.top_k); break;
         case OPT_BW: bad = cli_int("--bw-mib", optarg, 16, 1 << 20, &p->bw_mib); break;
         case OPT_NO_LIMITS: p->limits = 0; break;
+        case OPT_ROUTER: p->router_path = optarg; break;
+        case OPT_SEQUENCES: bad = parse_list("--sequences", optarg, 1, 1024, 0, p->seqs, &p->nseqs); break;
         case 'h': usage(stdout); return cli_flush() ? EXIT_RUNTIME : EXIT_OK;
         default: return cli_bad_option("bench", argv);
         }
@@ -228,6 +236,23 @@ int cmd_bench(int argc, char **argv)
     }
     p->models = models;
     status = EXIT_RUNTIME;
+    LxRouter *router = NULL;
+    if (p->router_path) {
+        int V = lx_model_config(models[0]).vocab_size, fits = 0;
+        if (lx_router_open(p->router_path, &router, &err) != LX_OK) {
+            cli_error("--router: %s", err.message);
+            goto done;
+        }
+        for (int i = 0; i < p->nk; i++)
+            fits |= p->ks[i] == lx_router_size(router);
+        if (!fits || (lx_router_vocab_size(router) && lx_router_vocab_size(router) != V)) {
+            cli_error("--router: %s is for %d members and %d token ids; these tests have -k %d.. and %d", p->router_path,
+                      lx_router_size(router), lx_router_vocab_size(router), p->ks[0], V);
+            status = EXIT_USAGE;
+            goto done;
+        }
+        p->router = router;
+    }
     if (bench_run(p, &R, &err) != LX_OK) {
         cli_error("%s", err.message);
         status = err.status == LX_ERR_ARGUMENT || err.status == LX_ERR_CONTEXT ? EXIT_USAGE : EXIT_RUNTIME;
@@ -247,6 +272,7 @@ int cmd_bench(int argc, char **argv)
     }
     status = EXIT_OK;
 done:
+    lx_router_free(router);
     bench_report_free(&R);
     cli_close_models(models, p->n_models);
     return status;

@@ -2,13 +2,16 @@
 #include "config.h"
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void cli_error(const char *fmt, ...)
 {
@@ -25,7 +28,7 @@ int cli_long(const char *option, const char *text, long min, long max, long *out
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || errno == ERANGE || v < min || v > max) {
+    if (end == text || *end != '\0' || errno == ERANGE || v < min || v > max || isspace((unsigned char)text[0])) {
         cli_error("%s: '%s' is not a whole number from %ld to %ld", option, text, min, max);
         return -1;
     }
@@ -47,7 +50,7 @@ int cli_u64(const char *option, const char *text, unsigned long long *out)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(text, &end, 10);
-    if (end == text || *end != '\0' || errno == ERANGE || text[0] == '-') {
+    if (end == text || *end != '\0' || errno == ERANGE || !isdigit((unsigned char)text[0])) {
         cli_error("%s: '%s' is not a non-negative whole number", option, text);
         return -1;
     }
@@ -60,7 +63,15 @@ int cli_float(const char *option, const char *text, double min, double max, floa
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(v) || v < min || v > max) {
+    if (end == text || *end != '\0' || isspace((unsigned char)text[0])) {
+        cli_error("%s: '%s' is not a number", option, text);
+        return -1;
+    }
+    if (errno == ERANGE) {
+        cli_error("%s: '%s' is too %s to represent", option, text, v == 0 ? "close to 0" : "large");
+        return -1;
+    }
+    if (!isfinite(v) || v < min || v > max) {
         cli_error("%s: '%s' is not a number from %g to %g", option, text, min, max);
         return -1;
     }
@@ -74,22 +85,74 @@ int cli_library_error(const LxError *err)
     return err->status == LX_ERR_CONTEXT ? EXIT_USAGE : EXIT_RUNTIME;
 }
 
+/* The mapped checkpoints, for the SIGBUS handler: a file truncated or rewritten in place while
+ * mapped makes its lost pages fault. The handler names the file and exits instead of dying of
+ * the signal; any other fault goes on to the default action. */
+static struct {
+    const char *start;
+    size_t size;
+    char message[300];
+    size_t length;
+} mapped[CLI_MAX_MEMBERS];
+static volatile sig_atomic_t n_mapped;
+
+static void on_fault(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    const char *addr = info->si_addr;
+    for (int i = 0; i < n_mapped; i++)
+        if (addr >= mapped[i].start && addr < mapped[i].start + mapped[i].size) {
+            ssize_t ignored = write(2, mapped[i].message, mapped[i].length);
+            (void)ignored;
+            _exit(EXIT_RUNTIME);
+        }
+    signal(sig, SIG_DFL); /* not ours: fault again, this time fatally */
+}
+
+static void guard_mapping(const LxModel *m)
+{
+    if (n_mapped == CLI_MAX_MEMBERS)
+        return;
+    const void *data;
+    size_t size;
+    lx_model_mapping(m, &data, &size);
+    int i = n_mapped;
+    mapped[i].start = data;
+    mapped[i].size = size;
+    int n = snprintf(mapped[i].message, sizeof mapped[i].message,
+                     "llamix: the checkpoint changed or was truncated while in use: %s\n", lx_model_path(m));
+    mapped[i].length = n > 0 && (size_t)n < sizeof mapped[i].message ? (size_t)n : sizeof mapped[i].message - 1;
+    n_mapped = i + 1;
+    if (i == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, NULL);
+        sigaction(SIGSEGV, &sa, NULL);
+    }
+}
+
 int cli_open_models(char *const *paths, int k, LxModel **models)
 {
     LxError err;
     for (int i = 0; i < k; i++)
         models[i] = NULL;
-    for (int i = 0; i < k; i++)
+    for (int i = 0; i < k; i++) {
         if (lx_model_open(paths[i], &models[i], &err)) {
             cli_error("%s", err.message);
             cli_close_models(models, i);
             return -1;
         }
+        guard_mapping(models[i]);
+    }
     return 0;
 }
 
 void cli_close_models(LxModel **models, int k)
 {
+    n_mapped = 0; /* (a process opens its models once; the guard ends when they close) */
     for (int i = 0; i < k; i++) {
         lx_model_close(models[i]);
         models[i] = NULL;
@@ -129,13 +192,34 @@ static int stdout_error(void)
     return -1;
 }
 
+/* A terminal interprets control characters (ESC ] 0 ; ... sets its title, and worse), and a
+ * model or tokenizer can produce any byte: on a terminal every control character other than tab,
+ * newline and carriage return is shown as \xHH instead. Pipes and files get the bytes as they are. */
+static int stdout_is_terminal(void)
+{
+    static int known = -1;
+    if (known < 0)
+        known = isatty(1);
+    return known;
+}
+
 int cli_write(const char *text, size_t n)
 {
     if (stdout_failed)
         return -1;
     errno = 0;
-    if (n > 0 && fwrite(text, 1, n, stdout) != n)
-        return stdout_error();
+    if (!stdout_is_terminal()) {
+        if (n > 0 && fwrite(text, 1, n, stdout) != n)
+            return stdout_error();
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)text[i];
+        int ok = (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f ? printf("\\x%02x", c) == 4
+                                                                              : putchar(c) != EOF;
+        if (!ok)
+            return stdout_error();
+    }
     return 0;
 }
 
@@ -166,16 +250,35 @@ int cli_bad_option(const char *command, char **argv)
     return EXIT_USAGE;
 }
 
+/* Bytes in a well-formed UTF-8 sequence starting at s (1..4), or 0 if it is not one. */
+static int utf8_length(const unsigned char *s)
+{
+    int n = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || (n == 2 && s[0] < 0xC2) || (n == 4 && s[0] > 0xF4))
+        return 0;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((n == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (n == 3 && s[0] == 0xED && s[1] >= 0xA0) ||
+        (n == 4 && s[0] == 0xF0 && s[1] < 0x90) || (n == 4 && s[0] == 0xF4 && s[1] >= 0x90))
+        return 0; /* overlong, a surrogate, or beyond U+10FFFF */
+    return n;
+}
+
+/* JSON strings must be valid UTF-8: a byte that is not part of a well-formed sequence (a file
+ * name in another encoding) is written as \u00XX, its Latin-1 reading. */
 void cli_json_string(FILE *out, const char *s)
 {
     fputc('"', out);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)s; *c;) {
+        int n = utf8_length(c);
         if (*c == '"' || *c == '\\')
             fprintf(out, "\\%c", *c);
-        else if (*c < 0x20)
+        else if (*c < 0x20 || *c == 0x7f || n == 0)
             fprintf(out, "\\u%04x", *c);
         else
-            fputc(*c, out);
+            fwrite(c, 1, (size_t)n, out);
+        c += n ? n : 1;
     }
     fputc('"', out);
 }

@@ -55,6 +55,19 @@ void cli_json_number(FILE *out, double x);
 /* The most members an ensemble may have on the command line. */
 #define CLI_MAX_MEMBERS 16
 
+/* `llamix generate` with -N, --prompts, --parallel or -o: many sequences at once
+ * (generate_batch.c). Sample j of each prompt uses seed + j. */
+typedef struct {
+    const char *prompt, *prompts_file; /* -p, or one prompt a line of --prompts */
+    int n_samples, parallel;           /* -N; --parallel (0: min(sequences, 16)) */
+    int n_predict, n_ctx, jsonl;       /* -n, -c (0: what the longest prompt needs), -o jsonl */
+    const char *const *stop;
+    int n_stop;
+    unsigned long long seed;
+    LxEnsembleParams ensemble;
+} BatchOptions;
+int generate_batch(const BatchOptions *o, LxModel **models, int k, LxTokenizer **toks, int n_tokenizers);
+
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_init(int argc, char **argv);

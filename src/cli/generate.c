@@ -25,8 +25,17 @@ static void usage(FILE *out)
         "  -s, --seed N          random seed (default: from the clock, printed on stderr)\n"
         "  -w, --weights LIST    member weights, e.g. 0.5,0.3,0.2 (default: uniform)\n"
         "  -e, --ensemble MODE   me (default), ce, or ce-mixture\n"
+        "      --router FILE     member weights per token from a router file (llamix score\n"
+        "                        --fit-router) instead of -w; ME stays exact and one member per token\n"
         "  -r, --stop STR        stop before the first STR in the text (repeatable)\n"
         "  -t, --threads N       threads (default: OMP_NUM_THREADS or all cores)\n"
+        "  -N, --samples N       N independent samples of each prompt; sample j uses seed s + j, so it\n"
+        "                        is what a single run with -s s+j prints (default 1)\n"
+        "      --prompts FILE    one prompt a line, each sampled -N times\n"
+        "      --parallel P      at most P sequences at once, sharing each forward (default: up to 16)\n"
+        "  -o, --output FORMAT   text or jsonl: one JSON object per sequence with prompt_index, sample,\n"
+        "                        seed, text, tokens, stop, members, logprobs (any of -N, --prompts,\n"
+        "                        --parallel, -o runs the sequences as one batch)\n"
         "  -h, --help\n\n"
         "Modes: ce runs every member each step and samples from q = sum_k w_k S(p_k), where S is\n"
         "temperature, then top-k, then top-p, then min-p, applied to each member. me picks one member\n"
@@ -37,7 +46,7 @@ static void usage(FILE *out)
         "argmax of the member it picked, which is not the same output.\n");
 }
 
-enum { OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P };
+enum { OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_PROMPTS, OPT_PARALLEL, OPT_ROUTER };
 #define MAX_STOP 16
 
 /* Streams each released piece of text to stdout; a failed write stops generation. */
@@ -51,7 +60,9 @@ typedef struct {
     char *model_paths[CLI_MAX_MEMBERS], *tokenizer_paths[CLI_MAX_MEMBERS];
     const char *stop[MAX_STOP];
     int k, n_tokenizers, n_stop, n_predict, n_ctx, have_seed;
-    const char *prompt, *weights_text;
+    int n_samples, parallel, jsonl, batch; /* batch: -N, --prompts, --parallel or -o given */
+    const char *prompts_file;
+    const char *prompt, *weights_text, *router_path;
     unsigned long long seed;
     LxEnsembleParams ensemble;
 } Options;
@@ -67,14 +78,17 @@ static int parse(int argc, char **argv, Options *o)
         {"top-k", required_argument, 0, OPT_TOP_K}, {"top-p", required_argument, 0, OPT_TOP_P},
         {"min-p", required_argument, 0, OPT_MIN_P}, {"seed", required_argument, 0, 's'},
         {"weights", required_argument, 0, 'w'}, {"ensemble", required_argument, 0, 'e'},
+        {"router", required_argument, 0, OPT_ROUTER},
         {"stop", required_argument, 0, 'r'}, {"threads", required_argument, 0, 't'},
+        {"samples", required_argument, 0, 'N'}, {"prompts", required_argument, 0, OPT_PROMPTS},
+        {"parallel", required_argument, 0, OPT_PARALLEL}, {"output", required_argument, 0, 'o'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     LxSamplerParams *sp = &o->ensemble.sampler;
     LxError err;
     int opt;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "m:z:p:n:c:s:w:e:r:t:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:z:p:n:c:s:w:e:r:t:N:o:h", options, NULL)) != -1) {
         switch (opt) {
         case 'm':
         case 'z': {
@@ -95,6 +109,7 @@ static int parse(int argc, char **argv, Options *o)
         case OPT_MIN_P: if (cli_float("--min-p", optarg, 0, 0.999999, &sp->min_p)) return EXIT_USAGE; break;
         case 's': if (cli_u64("-s", optarg, &o->seed)) return EXIT_USAGE; o->have_seed = 1; break;
         case 'w': o->weights_text = optarg; break;
+        case OPT_ROUTER: o->router_path = optarg; break;
         case 'e':
             if (lx_mode_parse(optarg, &o->ensemble.mode, &err)) {
                 cli_error("--ensemble: '%s' is not one of me, ce, ce-mixture", optarg);
@@ -109,6 +124,17 @@ static int parse(int argc, char **argv, Options *o)
             o->stop[o->n_stop++] = optarg;
             break;
         case 't': if (cli_int("-t", optarg, 1, 1024, &o->ensemble.threads)) return EXIT_USAGE; break;
+        case 'N': if (cli_int("-N", optarg, 1, 1 << 20, &o->n_samples)) return EXIT_USAGE; o->batch = 1; break;
+        case OPT_PROMPTS: o->prompts_file = optarg; o->batch = 1; break;
+        case OPT_PARALLEL: if (cli_int("--parallel", optarg, 1, 4096, &o->parallel)) return EXIT_USAGE; o->batch = 1; break;
+        case 'o':
+            if (strcmp(optarg, "text") && strcmp(optarg, "jsonl")) {
+                cli_error("-o: '%s' is not text or jsonl", optarg);
+                return EXIT_USAGE;
+            }
+            o->jsonl = strcmp(optarg, "jsonl") == 0;
+            o->batch = 1;
+            break;
         case 'h': usage(stdout); return cli_flush() ? EXIT_RUNTIME : EXIT_OK;
         default: return cli_bad_option("generate", argv);
         }
@@ -124,6 +150,10 @@ static int parse(int argc, char **argv, Options *o)
         cli_error("generate: no model given (-m MODEL)");
         return EXIT_USAGE;
     }
+    if (o->prompts_file && o->prompt[0]) {
+        cli_error("give a prompt (-p) or a prompt file (--prompts), not both");
+        return EXIT_USAGE;
+    }
     if (o->n_predict == 0) {
         cli_error("-n: 0 tokens to generate: nothing to do (use -1 for the whole context)");
         return EXIT_USAGE;
@@ -137,6 +167,9 @@ static void summary(const Options *o, LxEnsemble *e, LxModel **models, const LxG
     fprintf(stderr, "llamix: %s, %d member%s, seed %llu, stopped by %s\n",
             o->k > 1 ? lx_mode_name(o->ensemble.mode) : "one model", o->k, o->k > 1 ? "s" : "", o->seed,
             lx_stop_name(st->stop));
+    if (o->router_path)
+        fprintf(stderr, "llamix: weights per token from router %s (%s; the weights below are its fixed ones)\n",
+                o->router_path, lx_router_name(lx_ensemble_router(e)));
     /* The first draw runs the prompt (one batched forward per member it syncs) and samples. */
     fprintf(stderr, "llamix: prompt %d tokens in %.1f ms (%.1f tok/s, with the first sample); "
             "generated %d tokens, %.1f tok/s\n", st->n_prompt, 1e3 * st->prompt_seconds,
@@ -153,7 +186,7 @@ static void summary(const Options *o, LxEnsemble *e, LxModel **models, const LxG
 
 int cmd_generate(int argc, char **argv)
 {
-    Options o = {.n_predict = 256, .prompt = "", .ensemble = lx_ensemble_defaults()};
+    Options o = {.n_predict = 256, .prompt = "", .n_samples = 1, .ensemble = lx_ensemble_defaults()};
     int rc = parse(argc, argv, &o);
     if (rc != -2)
         return rc;
@@ -165,6 +198,10 @@ int cmd_generate(int argc, char **argv)
             return EXIT_USAGE;
         }
         o.ensemble.weights = weights;
+    }
+    if (o.router_path && o.weights_text) {
+        cli_error("give -w or --router, not both (a router file holds its fixed weights)");
+        return EXIT_USAGE;
     }
     if (o.n_tokenizers == 0)
         o.tokenizer_paths[o.n_tokenizers++] = "tokenizer.bin";
@@ -178,12 +215,26 @@ int cmd_generate(int argc, char **argv)
         return EXIT_RUNTIME;
     int status = EXIT_RUNTIME, n_prompt = 0;
     LxEnsemble *e = NULL;
+    LxRouter *router = NULL;
     size_t max_prompt = strlen(o.prompt) + 3;
     int *prompt = malloc(sizeof(int) * max_prompt);
     if (cli_open_tokenizers(o.tokenizer_paths, o.n_tokenizers, lx_model_config(models[0]).vocab_size, toks)) {
         cli_close_models(models, o.k);
         free(prompt);
         return EXIT_RUNTIME;
+    }
+    if (o.router_path) {
+        if (lx_router_open(o.router_path, &router, &err)) {
+            cli_error("--router: %s", err.message);
+            goto done;
+        }
+        o.ensemble.router = router;
+    }
+    if (o.batch) {
+        BatchOptions bo = {o.prompt, o.prompts_file, o.n_samples, o.parallel, o.n_predict, o.n_ctx, o.jsonl,
+                           o.stop, o.n_stop, o.seed, o.ensemble};
+        status = generate_batch(&bo, models, o.k, toks, o.n_tokenizers);
+        goto done;
     }
     if (!prompt || lx_tokenize(toks[0], o.prompt, 1, 0, prompt, (int)max_prompt, &n_prompt, &err)) {
         cli_error("prompt: %s", prompt ? err.message : "out of memory");
@@ -231,6 +282,7 @@ int cmd_generate(int argc, char **argv)
     status = EXIT_OK;
 done:
     lx_ensemble_free(e);
+    lx_router_free(router);
     free(prompt);
     cli_free_tokenizers(toks, o.n_tokenizers);
     cli_close_models(models, o.k);

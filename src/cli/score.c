@@ -13,6 +13,7 @@
 
 #define DEFAULT_MAX_ITER 1000
 #define EM_TOL 1e-10 /* nats per token: stop EM when a step gains less */
+#define DEFAULT_ROUTER_PRIOR 10.0
 
 static void usage(FILE *out)
 {
@@ -28,6 +29,9 @@ static void usage(FILE *out)
         "  -w, --weights LIST    ensemble weights, e.g. 0.7,0.3 (default: uniform)\n"
         "      --fit-weights     also fit the weights to the text by EM and score with them\n"
         "      --max-iter N      EM steps at most (default %d)\n"
+        "      --fit-router OUT  fit a previous-token router to the text by EM and write it to OUT\n"
+        "      --router-prior A  its prior strength toward the fitted fixed weights (default %g)\n"
+        "      --router FILE     also score with a router file (its fixed weights replace -w)\n"
         "  -o, --output FORMAT   table (default) or json\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -t, --threads N       threads (default: OMP_NUM_THREADS or all cores)\n"
@@ -38,13 +42,19 @@ static void usage(FILE *out)
         "The ensemble's log-likelihood of a token x is log sum_k w_k p_k(x): CE and ME sample from\n"
         "that same distribution (at temperature 1 without truncation), so they share this number.\n"
         "--fit-weights maximises it over the weights by EM, starting from uniform; every EM step\n"
-        "keeps or improves it. The fitted weights are printed in a form -w accepts.\n",
-        DEFAULT_MAX_ITER);
+        "keeps or improves it. The fitted weights are printed in a form -w accepts.\n\n"
+        "Routing: a router gives each token its own weights from the tokens before it (in its\n"
+        "window), log sum_k r_k(history) p_k(x). --fit-router fits the fixed weights w by EM, then\n"
+        "a table r(. | previous token) by EM on the penalised likelihood sum_t log sum_k\n"
+        "r_k(c_t) p_k(x_t) + A sum_c sum_k w_k log r_k(c) (each step keeps or improves it), and\n"
+        "prints the training NLL of both. Fit on one text and score another with --router to see\n"
+        "whether it generalises; generate and bench take --router too.\n",
+        DEFAULT_MAX_ITER, DEFAULT_ROUTER_PRIOR);
 }
 
 /* ------------------------------------------------------------------ the command */
 
-enum { OPT_FIT = 256, OPT_MAX_ITER };
+enum { OPT_FIT = 256, OPT_MAX_ITER, OPT_FIT_ROUTER, OPT_ROUTER_PRIOR, OPT_ROUTER };
 
 int cmd_score(int argc, char **argv)
 {
@@ -53,13 +63,17 @@ int cmd_score(int argc, char **argv)
         {"file", required_argument, 0, 'f'}, {"ctx-size", required_argument, 0, 'c'},
         {"weights", required_argument, 0, 'w'}, {"fit-weights", no_argument, 0, OPT_FIT},
         {"max-iter", required_argument, 0, OPT_MAX_ITER}, {"output", required_argument, 0, 'o'},
+        {"fit-router", required_argument, 0, OPT_FIT_ROUTER}, {"router-prior", required_argument, 0, OPT_ROUTER_PRIOR},
+        {"router", required_argument, 0, OPT_ROUTER},
         {"quiet", no_argument, 0, 'q'}, {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     char *model_paths[CLI_MAX_MEMBERS], *tokenizer_paths[CLI_MAX_MEMBERS];
     int k = 0, n_tokenizers = 0, context = 0, threads = 0, fit_weights = 0, json = 0, quiet = 0;
     int max_iter = DEFAULT_MAX_ITER;
-    const char *text_path = NULL, *weights_text = NULL;
+    const char *text_path = NULL, *weights_text = NULL, *fit_router_path = NULL, *router_path = NULL;
+    float router_prior = DEFAULT_ROUTER_PRIOR;
+    int have_prior = 0;
     int opt;
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "m:z:f:c:w:o:qt:h", options, NULL)) != -1) {
@@ -79,6 +93,13 @@ int cmd_score(int argc, char **argv)
         case 'w': weights_text = optarg; break;
         case OPT_FIT: fit_weights = 1; break;
         case OPT_MAX_ITER: if (cli_int("--max-iter", optarg, 0, 1 << 30, &max_iter)) return EXIT_USAGE; break;
+        case OPT_FIT_ROUTER: fit_router_path = optarg; break;
+        case OPT_ROUTER_PRIOR:
+            if (cli_float("--router-prior", optarg, 0, 1e12, &router_prior))
+                return EXIT_USAGE;
+            have_prior = 1;
+            break;
+        case OPT_ROUTER: router_path = optarg; break;
         case 'o':
             if (strcmp(optarg, "json") == 0)
                 json = 1;
@@ -107,6 +128,12 @@ int cmd_score(int argc, char **argv)
         cli_error("score: no text given (-f FILE)");
         return EXIT_USAGE;
     }
+    if ((router_path && (fit_router_path || weights_text)) || (have_prior && !fit_router_path)) {
+        cli_error(have_prior && !fit_router_path ? "--router-prior: it goes with --fit-router"
+                  : fit_router_path ? "give --fit-router or --router, not both"
+                                    : "give -w or --router, not both (a router file holds its fixed weights)");
+        return EXIT_USAGE;
+    }
     double weights[CLI_MAX_MEMBERS];
     LxError err;
     for (int i = 0; i < k; i++)
@@ -120,10 +147,6 @@ int cmd_score(int argc, char **argv)
         total += weights[i];
     for (int i = 0; i < k; i++)
         weights[i] /= total;
-    if (!isfinite(total)) {
-        cli_error("-w: the weights do not sum to a finite number");
-        return EXIT_USAGE;
-    }
     if (n_tokenizers == 0)
         tokenizer_paths[n_tokenizers++] = "tokenizer.bin";
 
@@ -134,10 +157,23 @@ int cmd_score(int argc, char **argv)
     int status = EXIT_RUNTIME;
     char *text = NULL;
     LxScore *score = NULL;
+    LxRouter *router = NULL, *fitted_router = NULL;
     if (cli_open_tokenizers(tokenizer_paths, n_tokenizers, lx_model_config(models[0]).vocab_size, toks)) {
         cli_close_models(models, k);
         return EXIT_RUNTIME;
     }
+    if (router_path && lx_router_open(router_path, &router, &err)) {
+        cli_error("%s", err.message);
+        goto done;
+    }
+    if (router && (lx_router_size(router) != k ||
+                   (lx_router_vocab_size(router) && lx_router_vocab_size(router) != lx_model_config(models[0]).vocab_size))) {
+        cli_error("--router: %s is for %d members and %d token ids, not these %d members with %d", router_path,
+                  lx_router_size(router), lx_router_vocab_size(router), k, lx_model_config(models[0]).vocab_size);
+        goto done;
+    }
+    if (router)
+        memcpy(weights, lx_router_fixed_weights(router), sizeof(double) * (size_t)k);
     /* Each member's log p(x_t) once; everything after this works on the table. */
     size_t length;
     Progress progress = {.quiet = quiet, .tty = isatty(2), .member = -1, .k = k};
@@ -159,8 +195,21 @@ int cmd_score(int argc, char **argv)
         cli_error("%s", err.message);
         goto done;
     }
+    /* Routing: the router's NLL on this text, or a router fitted to it and written out. */
+    LxRouterFit router_fit = {0};
+    double router_nll = 0;
+    if ((router && lx_score_router_nll(score, router, &router_nll, &err)) ||
+        (fit_router_path && (lx_score_fit_router(score, router_prior, max_iter, EM_TOL, &fitted_router, &router_fit, &err) ||
+                             lx_router_save(fitted_router, fit_router_path, &err)))) {
+        cli_error("%s", err.message);
+        goto done;
+    }
+    if (fitted_router)
+        router_nll = router_fit.nll;
     Report report = {.text_path = text_path, .k = k, .model_paths = model_paths, .score = score,
-                     .weights = weights, .fitted = fit_weights ? fitted : NULL, .fit = &fit};
+                     .weights = weights, .fitted = fit_weights ? fitted : NULL, .fit = &fit,
+                     .router_path = router ? router_path : fit_router_path, .router_nll = router_nll,
+                     .router_fit = fitted_router ? &router_fit : NULL, .router_prior = router_prior};
     if (json)
         score_print_json(stdout, &report);
     else
@@ -174,6 +223,8 @@ int cmd_score(int argc, char **argv)
                 fit_weights ? "; EM fit done" : "");
     status = EXIT_OK;
 done:
+    lx_router_free(router);
+    lx_router_free(fitted_router);
     lx_score_free(score);
     free(text);
     cli_free_tokenizers(toks, n_tokenizers);

@@ -122,6 +122,19 @@ void score_print_json(FILE *out, const Report *r)
         json_score(out, n, r->fit->nll);
         fputc('}', out);
     }
+    if (r->router_path) {
+        fputs(",\n \"router\": {\"path\": ", out);
+        cli_json_string(out, r->router_path);
+        if (r->router_fit) {
+            fprintf(out, ", \"fitted\": true, \"prior\": %.17g, \"iterations\": %d, \"converged\": %s, "
+                         "\"nll_fixed\": ", r->router_prior, r->router_fit->iterations,
+                    r->router_fit->converged ? "true" : "false");
+            cli_json_number(out, r->router_fit->nll_fixed);
+        }
+        fputs(", ", out);
+        json_score(out, n, r->router_nll);
+        fputc('}', out);
+    }
     fputs("}\n", out);
 }
 
@@ -160,5 +173,15 @@ void score_print_table(FILE *out, const Report *r)
                 r->fit->converged ? "converged" : "stopped at --max-iter");
         print_weights(out, r->fitted, r->k);
         fputc('\n', out);
+    }
+    if (r->router_fit) {
+        table_row(out, "em-fixed", n, r->router_fit->nll_fixed, NULL, r->k, "- (EM fixed weights, the router's prior)");
+        table_row(out, "router", n, r->router_nll, NULL, r->k, r->router_path);
+        fprintf(out, "# previous-token router fitted by EM (prior %g toward the fitted weights): %d steps, %s; "
+                     "training NLL fixed %.6f, routed %.6f; written to %s (use it with --router)\n",
+                r->router_prior, r->router_fit->iterations, r->router_fit->converged ? "converged" : "stopped at --max-iter",
+                r->router_fit->nll_fixed, r->router_nll, r->router_path);
+    } else if (r->router_path) {
+        table_row(out, "router", n, r->router_nll, NULL, r->k, r->router_path);
     }
 }

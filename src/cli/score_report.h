@@ -29,6 +29,10 @@ typedef struct {
     const double *weights;  /* (k) normalised */
     const double *fitted;   /* (k) or NULL */
     const LxScoreFit *fit;
+    const char *router_path;  /* --router or --fit-router's file, or NULL */
+    double router_nll;        /* the routed NLL on this text */
+    const LxRouterFit *router_fit; /* --fit-router: the fit, else NULL */
+    double router_prior;
 } Report;
 
 void score_print_table(FILE *out, const Report *r);

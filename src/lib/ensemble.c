@@ -4,8 +4,9 @@
  * own KV cache, so its cache is exactly what it would be had it run every step. ensemble_sync()
  * restores "n_seen == n_tokens" by feeding the missing tokens in one batched forward; after that
  * its logits are p_i(. | the whole sequence), the same whether it ran every step (CE) or sat idle
- * for the last m steps (ME). Everything else is the mixture identity:
- *     P(token = x) = sum_k P(member k) P(x | member k) = sum_k w_k S(p_k)(x). */
+ * for the last m steps (ME). Everything else is the mixture identity, with the router's weights
+ * r = r(the sequence so far) (the constant router: r = w):
+ *     P(token = x) = sum_k P(member k) P(x | member k) = sum_k r_k S(p_k)(x). */
 #include "config.h"
 #include "internal.h"
 
@@ -51,6 +52,11 @@ LxStatus lx_weights_parse(const char *text, int k, double *weights, LxError *err
     }
     if (*p != '\0')
         return (LxStatus)fail(err, LX_ERR_ARGUMENT, "weights '%s': expected %d comma-separated numbers, got more", text, k);
+    double total = 0;
+    for (int i = 0; i < k; i++)
+        total += weights[i];
+    if (!isfinite(total))
+        return (LxStatus)fail(err, LX_ERR_ARGUMENT, "weights '%s': their sum is not a finite number", text);
     return LX_OK;
 }
 
@@ -94,6 +100,8 @@ void ensemble_free(Ensemble *e)
         }
     free(e->members);
     free(e->weights);
+    free(e->route);
+    router_free(e->own_router);
     free(e->tokens);
     free(e->probs);
     free(e->mix);
@@ -157,10 +165,24 @@ int ensemble_init(Ensemble *e, const Model *const *models, int k, const Tokenize
         return fail(err, LX_ERR_MEMORY, "out of memory for an ensemble with a context of %d tokens", params->n_ctx);
     }
     e->params.weights = e->weights;
-    if ((rc = weights_normalise(params->weights, k, e->weights, err))) {
+    /* The router: the one given (its fixed weights are the ones reported), or the constant
+     * router of the weights. */
+    if (params->router && params->weights) {
         ensemble_free(e);
-        return rc;
+        return fail(err, LX_ERR_ARGUMENT, "give the ensemble weights or a router, not both");
     }
+    if (params->router)
+        rc = router_check_fit(params->router, k, first->vocab_size, err);
+    else if ((rc = weights_normalise(params->weights, k, e->weights, err)) == 0 &&
+             !(e->own_router = router_constant(k, e->weights, err)))
+        rc = err ? err->status : LX_ERR_MEMORY;
+    if (rc || !(e->route = calloc((size_t)k, sizeof *e->route))) {
+        ensemble_free(e);
+        return rc ? rc : fail(err, LX_ERR_MEMORY, "out of memory for an ensemble");
+    }
+    if (params->router)
+        memcpy(e->weights, params->router->weights, sizeof(double) * (size_t)k);
+    e->router = params->router ? params->router : e->own_router;
     for (int i = 0; i < k; i++) {
         Member *mb = &e->members[i];
         mb->model = models[i];
@@ -226,11 +248,28 @@ const float *ensemble_sync(Ensemble *e, int i, LxError *err)
         mb->forward_calls++;
         mb->tokens_processed += pending;
         mb->n_seen = e->n_tokens;
+        /* One NaN or infinity in a weight reaches every logit: say so instead of sampling garbage. */
+        for (int x = 0; x < e->vocab_size; x++)
+            if (!isfinite(mb->logits[x])) {
+                fail(err, LX_ERR_FILE, "%s: the logits at position %d are not finite (the checkpoint has NaN or infinite weights?)",
+                     mb->model->path, e->n_tokens - 1);
+                return NULL;
+            }
     }
     return mb->logits;
 }
 
-/* mix (V) = sum_k w_k X_k, with X_k = S(p_k) if transformed, else the plain softmax p_k. */
+/* The router's weights for the next token, into e->route: r(the whole sequence so far). */
+static int route(Ensemble *e, LxError *err)
+{
+    if (e->n_tokens == 0)
+        return fail(err, LX_ERR_ARGUMENT, "the sequence is empty: give at least one token (BOS) before sampling");
+    e->router->ops->weights(e->router, e->tokens, e->n_tokens, e->route);
+    return 0;
+}
+
+/* mix (V) = sum_k r_k X_k with r = e->route, X_k = S(p_k) if transformed, else the plain
+ * softmax p_k. */
 static int mixture(Ensemble *e, int transformed, float *mix, LxError *err)
 {
     const int V = e->vocab_size;
@@ -245,7 +284,7 @@ static int mixture(Ensemble *e, int transformed, float *mix, LxError *err)
             memcpy(e->probs, logits, sizeof(float) * (size_t)V);
             softmax(e->probs, V);
         }
-        float w = (float)e->weights[i];
+        float w = (float)e->route[i];
         for (int x = 0; x < V; x++)
             mix[x] += w * e->probs[x];
     }
@@ -262,12 +301,12 @@ static void log_probs(float *x, int n)
 
 static int greedy(const Ensemble *e) { return e->sampler.params.temperature == 0.0f; }
 
-/* ME's member coin: the first k whose cumulative weight exceeds a uniform draw. */
+/* ME's member coin: the first k whose cumulative routed weight exceeds a uniform draw. */
 static int pick_member(Ensemble *e)
 {
     double coin = rng_float(&e->member_rng), cdf = 0;
     for (int i = 0; i < e->k - 1; i++) {
-        cdf += e->weights[i];
+        cdf += e->route[i];
         if (coin < cdf)
             return i;
     }
@@ -278,7 +317,9 @@ int ensemble_step(Ensemble *e, int *token, int *member, float *prob, LxError *er
 {
     const int V = e->vocab_size;
     float p = 1.0f;
-    int picked = -1;
+    int picked = -1, rc = route(e, err);
+    if (rc)
+        return rc;
     if (e->params.mode == LX_MODE_ME || e->k == 1) {
         /* ME: run only the picked member (catching it up), sample from S(p_k). With one member
          * CE is the same thing, and this path reproduces llama2.c's run for a seed. */
@@ -289,14 +330,14 @@ int ensemble_step(Ensemble *e, int *token, int *member, float *prob, LxError *er
         *token = sampler_sample(&e->sampler, logits, &e->token_rng, &p);
     } else if (e->params.mode == LX_MODE_CE_MIXTURE || greedy(e)) {
         /* The mixture of raw distributions, then the sampler on it (greedy: its argmax). */
-        int rc = mixture(e, 0, e->mix, err);
+        rc = mixture(e, 0, e->mix, err);
         if (rc)
             return rc;
         log_probs(e->mix, V);
         *token = sampler_sample(&e->sampler, e->mix, &e->token_rng, &p);
     } else {
-        /* CE: q = sum_k w_k S(p_k), one coin. */
-        int rc = mixture(e, 1, e->mix, err);
+        /* CE: q = sum_k r_k S(p_k), one coin. */
+        rc = mixture(e, 1, e->mix, err);
         if (rc)
             return rc;
         *token = sample_from_probs(e->mix, V, rng_float(&e->token_rng));
@@ -309,12 +350,33 @@ int ensemble_step(Ensemble *e, int *token, int *member, float *prob, LxError *er
     return 0;
 }
 
+/* The batch (batch.c) runs the members' forwards for many sequences at once before each of them
+ * steps, so it asks first which members the step will sync: ME's pick is made on a copy of the
+ * member stream, so the step itself then draws the same member. */
+int ensemble_plan(Ensemble *e, int *members, LxError *err)
+{
+    if (e->params.mode == LX_MODE_ME || e->k == 1) {
+        if (route(e, err))
+            return -1;
+        Rng saved = e->member_rng;
+        members[0] = e->k == 1 ? 0 : pick_member(e);
+        e->member_rng = saved;
+        return 1;
+    }
+    for (int i = 0; i < e->k; i++)
+        members[i] = i;
+    return e->k;
+}
+
 int ensemble_distribution(Ensemble *e, float *q, LxError *err)
 {
     const int V = e->vocab_size;
+    int rc = route(e, err);
+    if (rc)
+        return rc;
     if (e->params.mode == LX_MODE_ME || (e->params.mode == LX_MODE_CE && !greedy(e)) || e->k == 1)
         return mixture(e, 1, q, err);
-    int rc = mixture(e, 0, q, err);
+    rc = mixture(e, 0, q, err);
     if (rc)
         return rc;
     log_probs(q, V);
@@ -360,6 +422,7 @@ int lx_ensemble_context(const LxEnsemble *e) { return e->n_ctx; }
 int lx_ensemble_length(const LxEnsemble *e) { return e->n_tokens; }
 const LxEnsembleParams *lx_ensemble_params(const LxEnsemble *e) { return &e->params; }
 const LxTokenizer *lx_ensemble_tokenizer(const LxEnsemble *e) { return e->tokenizer; }
+const LxRouter *lx_ensemble_router(const LxEnsemble *e) { return e->router; }
 void lx_ensemble_reset(LxEnsemble *e) { ensemble_reset(e); }
 void lx_ensemble_set_seed(LxEnsemble *e, uint64_t seed) { ensemble_seed(e, seed); }
 

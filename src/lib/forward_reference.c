@@ -66,140 +66,113 @@ static void ref_rmsnorm(float *o, const float *x, const float *weight, int size)
 /* x (size) = exp(x - max) / sum, in place (the max keeps every exponent <= 0). */
 static void ref_softmax(float *x, int size)
 {
-    float max_val = x[0];
+    float max = x[0];
     for (int i = 1; i < size; i++)
-        if (x[i] > max_val)
-            max_val = x[i];
+        if (x[i] > max)
+            max = x[i];
     float sum = 0.0f;
     for (int i = 0; i < size; i++) {
-        x[i] = expf(x[i] - max_val);
+        x[i] = expf(x[i] - max);
         sum += x[i];
     }
     for (int i = 0; i < size; i++)
         x[i] /= sum;
 }
 
-/* xout (d) = W (d, n) x (n): one running sum per output, j = 0..n-1. */
-static void ref_matmul(float *xout, const float *x, const float *w, int n, int d)
+/* y (d) = W (d, n) x (n): one running sum per output, over j = 0..n-1 in order. */
+static void ref_matmul(float *y, const float *x, const float *w, int n, int d)
 {
     for (int i = 0; i < d; i++) {
-        float val = 0.0f;
+        float sum = 0.0f;
         for (int j = 0; j < n; j++)
-            val += w[(size_t)i * n + j] * x[j];
-        xout[i] = val;
+            sum += w[(size_t)i * n + j] * x[j];
+        y[i] = sum;
     }
 }
 
 /* ------------------------------------------------------------------------------ the forward */
 
-/* One token at position pos: appends its key and value to the cache and, if logits is not NULL,
- * writes its next-token logits (V). run.c's forward(), step for step. */
+/* One token at position pos: its key and value go into the cache and, if logits is not NULL, its
+ * next-token logits (V) are written. The same arithmetic as run.c, in the same order. */
 static void forward_token(const Model *m, ReferenceState *s, int token, int pos, float *logits)
 {
-    const ModelConfig *p = &m->config;
+    const ModelConfig *c = &m->config;
     const ModelWeights *w = &m->w;
-    float *x = s->x;
-    int dim = p->dim;
-    int kv_dim = model_kv_dim(p);
-    int kv_mul = p->n_heads / p->n_kv_heads; /* query heads per kv head */
-    int hidden_dim = p->hidden_dim;
-    int head_size = model_head_size(p);
+    const int D = c->dim, H = c->hidden_dim, KVD = model_kv_dim(c), HS = model_head_size(c);
+    const int group = c->n_heads / c->n_kv_heads; /* query heads that share one kv head */
+    float *x = s->x;                               /* (D) the residual stream */
 
-    /* copy the token embedding into x */
-    memcpy(x, w->token_embedding + (size_t)token * dim, (size_t)dim * sizeof(float));
+    memcpy(x, w->token_embedding + (size_t)token * D, (size_t)D * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) {
+        float *keys = s->key_cache + (size_t)l * s->n_ctx * KVD;     /* (n_ctx, KVD) of layer l */
+        float *values = s->value_cache + (size_t)l * s->n_ctx * KVD; /* (n_ctx, KVD) */
+        float *k = keys + (size_t)pos * KVD, *v = values + (size_t)pos * KVD;
 
-    for (int l = 0; l < p->n_layers; l++) {
-        /* attention rmsnorm */
-        ref_rmsnorm(s->xb, x, w->rms_att + (size_t)l * dim, dim);
+        /* Attention. Normalise, project to the query, and to this position's key and value. */
+        ref_rmsnorm(s->xb, x, w->rms_att + (size_t)l * D, D);
+        ref_matmul(s->q, s->xb, w->wq + (size_t)l * D * D, D, D);
+        ref_matmul(k, s->xb, w->wk + (size_t)l * D * KVD, D, KVD);
+        ref_matmul(v, s->xb, w->wv + (size_t)l * D * KVD, D, KVD);
 
-        /* qkv matmuls for this position; k and v go straight into the cache */
-        size_t loff = (size_t)l * s->n_ctx * kv_dim; /* this layer's (n_ctx, KVD) of the cache */
-        float *k = s->key_cache + loff + (size_t)pos * kv_dim;
-        float *v = s->value_cache + loff + (size_t)pos * kv_dim;
-        ref_matmul(s->q, s->xb, w->wq + (size_t)l * dim * dim, dim, dim);
-        ref_matmul(k, s->xb, w->wk + (size_t)l * dim * kv_dim, dim, kv_dim);
-        ref_matmul(v, s->xb, w->wv + (size_t)l * dim * kv_dim, dim, kv_dim);
-
-        /* RoPE: rotate each pair (i, i+1) of every head of q and k by pos * 10000^(-(i % HS) / HS) */
-        for (int i = 0; i < dim; i += 2) {
-            int head_dim = i % head_size;
-            float freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
-            float val = pos * freq;
-            float fcr = cosf(val);
-            float fci = sinf(val);
-            int rotn = i < kv_dim ? 2 : 1; /* 2: q and k, 1: q only (k is shorter) */
-            for (int r = 0; r < rotn; r++) {
-                float *vec = r == 0 ? s->q : k;
-                float v0 = vec[i];
-                float v1 = vec[i + 1];
-                vec[i] = v0 * fcr - v1 * fci;
-                vec[i + 1] = v0 * fci + v1 * fcr;
+        /* RoPE: the pair (2i, 2i+1) of each head turns by the angle pos * 10000^(-2i / HS); the
+         * query has D entries, the key KVD <= D of them. */
+        for (int j = 0; j < D; j += 2) {
+            float theta = pos * (1.0f / powf(10000.0f, (j % HS) / (float)HS));
+            float cos_t = cosf(theta), sin_t = sinf(theta);
+            float *rotated[2] = {s->q, k};
+            for (int r = 0; r < (j < KVD ? 2 : 1); r++) {
+                float a = rotated[r][j], b = rotated[r][j + 1];
+                rotated[r][j] = a * cos_t - b * sin_t;
+                rotated[r][j + 1] = a * sin_t + b * cos_t;
             }
         }
 
-        /* multihead attention: each query head over positions 0..pos of its kv head */
-        for (int h = 0; h < p->n_heads; h++) {
-            const float *q = s->q + (size_t)h * head_size;
-            float *att = s->att + (size_t)h * s->n_ctx;
-            /* the scores q . k / sqrt(HS) */
+        /* Each query head attends to positions 0..pos of its kv head: weights are the softmax
+         * of q . k_t / sqrt(HS), the output the weighted sum of the v_t, into xb. */
+        for (int h = 0; h < c->n_heads; h++) {
+            const float *q = s->q + (size_t)h * HS;
+            size_t head = (size_t)(h / group) * HS; /* the kv head's offset in a cache row */
+            float *weights = s->att + (size_t)h * s->n_ctx;
             for (int t = 0; t <= pos; t++) {
-                const float *kt = s->key_cache + loff + (size_t)t * kv_dim + (size_t)(h / kv_mul) * head_size;
-                float score = 0.0f;
-                for (int i = 0; i < head_size; i++)
-                    score += q[i] * kt[i];
-                score /= sqrtf(head_size);
-                att[t] = score;
+                const float *kt = keys + (size_t)t * KVD + head;
+                float dot = 0.0f;
+                for (int i = 0; i < HS; i++)
+                    dot += q[i] * kt[i];
+                weights[t] = dot / sqrtf(HS);
             }
-            /* softmax the scores to get attention weights */
-            ref_softmax(att, pos + 1);
-            /* the weighted sum of the values, into xb */
-            float *xb = s->xb + (size_t)h * head_size;
-            memset(xb, 0, (size_t)head_size * sizeof(float));
+            ref_softmax(weights, pos + 1);
+            float *out = s->xb + (size_t)h * HS;
+            memset(out, 0, (size_t)HS * sizeof(float));
             for (int t = 0; t <= pos; t++) {
-                const float *vt = s->value_cache + loff + (size_t)t * kv_dim + (size_t)(h / kv_mul) * head_size;
-                float a = att[t];
-                for (int i = 0; i < head_size; i++)
-                    xb[i] += a * vt[i];
+                const float *vt = values + (size_t)t * KVD + head;
+                for (int i = 0; i < HS; i++)
+                    out[i] += weights[t] * vt[i];
             }
         }
 
-        /* final matmul to get the output of the attention */
-        ref_matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, dim, dim);
-
-        /* residual connection back into x */
-        for (int i = 0; i < dim; i++)
+        /* The heads' outputs projected back and added to the stream. */
+        ref_matmul(s->xb2, s->xb, w->wo + (size_t)l * D * D, D, D);
+        for (int i = 0; i < D; i++)
             x[i] += s->xb2[i];
 
-        /* ffn rmsnorm */
-        ref_rmsnorm(s->xb, x, w->rms_ffn + (size_t)l * dim, dim);
-
-        /* w1(x) and w3(x) */
-        ref_matmul(s->hb, s->xb, w->w1 + (size_t)l * dim * hidden_dim, dim, hidden_dim);
-        ref_matmul(s->hb2, s->xb, w->w3 + (size_t)l * dim * hidden_dim, dim, hidden_dim);
-
-        /* SwiGLU: hb = silu(w1(x)) * w3(x), silu(g) = g * sigmoid(g) */
-        for (int i = 0; i < hidden_dim; i++) {
-            float val = s->hb[i];
-            val *= (1.0f / (1.0f + expf(-val)));
-            val *= s->hb2[i];
-            s->hb[i] = val;
+        /* Feed-forward, SwiGLU: x += W2 (silu(W1 xb) * (W3 xb)), silu(g) = g / (1 + e^-g). */
+        ref_rmsnorm(s->xb, x, w->rms_ffn + (size_t)l * D, D);
+        ref_matmul(s->hb, s->xb, w->w1 + (size_t)l * D * H, D, H);
+        ref_matmul(s->hb2, s->xb, w->w3 + (size_t)l * D * H, D, H);
+        for (int i = 0; i < H; i++) {
+            float g = s->hb[i];
+            g *= 1.0f / (1.0f + expf(-g));
+            s->hb[i] = g * s->hb2[i];
         }
-
-        /* final matmul to get the output of the ffn */
-        ref_matmul(s->xb, s->hb, w->w2 + (size_t)l * dim * hidden_dim, hidden_dim, dim);
-
-        /* residual connection */
-        for (int i = 0; i < dim; i++)
+        ref_matmul(s->xb, s->hb, w->w2 + (size_t)l * D * H, H, D);
+        for (int i = 0; i < D; i++)
             x[i] += s->xb[i];
     }
-
     if (!logits)
         return;
-    /* final rmsnorm */
-    ref_rmsnorm(x, x, w->rms_final, dim);
-
-    /* classifier into logits */
-    ref_matmul(logits, x, w->wcls, p->dim, p->vocab_size);
+    /* The classifier on the normalised final state. */
+    ref_rmsnorm(x, x, w->rms_final, D);
+    ref_matmul(logits, x, w->wcls, D, c->vocab_size);
 }
 
 int forward_reference(const Model *m, ReferenceState *s, const int *tokens, int n, int pos,

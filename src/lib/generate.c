@@ -31,11 +31,6 @@ const char *lx_stop_name(LxStopReason reason)
     return "unknown";
 }
 
-/* The generated text not yet released: at most the longest stop string plus one token's text. */
-typedef struct {
-    char *text;
-    size_t length, capacity;
-} Pending;
 
 static int pending_add(Pending *p, const char *text, size_t n)
 {
@@ -91,88 +86,119 @@ static void pending_drop(Pending *p, size_t n)
     p->length -= n;
 }
 
+int generation_begin(Generation *g, const int *prompt, int n_prompt, int n_ctx, const LxGenerateParams *params,
+                     LxTokenCallback callback, void *user, LxError *err)
+{
+    memset(g, 0, sizeof *g);
+    g->params = params ? *params : lx_generate_defaults();
+    g->callback = callback;
+    g->user = user;
+    g->stats = (LxGenerateStats){.n_prompt = n_prompt, .stop = LX_STOP_BUDGET, .stop_index = -1};
+    if (n_prompt < 1)
+        return fail(err, LX_ERR_ARGUMENT, "the prompt is empty: give at least one token (BOS)");
+    if (n_prompt > n_ctx)
+        return fail(err, LX_ERR_CONTEXT, "the prompt is %d tokens but the context holds %d", n_prompt, n_ctx);
+    for (int i = 0; i < g->params.n_stop; i++)
+        if (!g->params.stop[i] || !g->params.stop[i][0])
+            return fail(err, LX_ERR_ARGUMENT, "stop string %d is empty", i + 1);
+    g->prev = prompt[n_prompt - 1];
+    g->start = g->first = g->last = now_seconds();
+    g->done = g->params.n_predict == 0;
+    return 0;
+}
+
+int generation_token(Generation *g, Ensemble *e, int token, int member, float prob, LxError *err)
+{
+    LxGenerateStats *st = &g->stats;
+    const LxGenerateParams *p = &g->params;
+    Pending *pending = &g->pending;
+    LxTokenEvent ev = {.token = token, .member = member, .index = st->n_generated};
+    g->last = now_seconds();
+    if (st->n_generated == 0)
+        g->first = g->last;
+    if (!p->ignore_eos && (token == TOKEN_BOS || token == TOKEN_EOS)) {
+        st->stop = LX_STOP_END;
+        g->done = 1;
+        return 0;
+    }
+    st->n_generated++;
+    ev.logprob = logf(prob);
+    /* The text: released now, held back, or cut at a stop string. */
+    const char *text = e->tokenizer ? tokenizer_decode(e->tokenizer, g->prev, token) : "";
+    size_t at = 0, n_release;
+    if (pending_add(pending, text, strlen(text))) {
+        g->done = 1;
+        return fail(err, LX_ERR_MEMORY, "out of memory for the generated text");
+    }
+    int hit = find_stop(pending, p, &at);
+    n_release = hit >= 0 ? at : releasable(pending, p);
+    ev.text = pending->text;
+    ev.text_length = n_release;
+    int stop_asked = g->callback && g->callback(g->user, &ev);
+    pending_drop(pending, n_release);
+    if (hit >= 0) {
+        st->stop = LX_STOP_STRING;
+        st->stop_index = hit;
+        pending->length = 0;
+        g->done = 1;
+        return 0;
+    }
+    if (stop_asked) {
+        st->stop = LX_STOP_CALLBACK;
+        g->done = 1;
+        return 0;
+    }
+    if (e->n_tokens == e->n_ctx) {
+        st->stop = LX_STOP_CONTEXT;
+        g->done = 1;
+        return 0;
+    }
+    if (ensemble_append(e, &token, 1, err)) {
+        g->done = 1;
+        return err ? err->status : LX_ERR_CONTEXT;
+    }
+    g->prev = token;
+    g->done = p->n_predict >= 0 && st->n_generated >= p->n_predict; /* the budget (stop is BUDGET) */
+    return 0;
+}
+
+void generation_end(Generation *g, LxStatus status, LxGenerateStats *stats)
+{
+    if (status == LX_OK && g->pending.length > 0 && g->callback) {
+        /* What was held back for a stop string that never came. */
+        LxTokenEvent ev = {.token = -1, .member = -1, .index = g->stats.n_generated, .text = g->pending.text,
+                           .text_length = g->pending.length};
+        g->callback(g->user, &ev);
+    }
+    free(g->pending.text);
+    g->pending = (Pending){0};
+    g->stats.prompt_seconds = g->first - g->start;
+    g->stats.generate_seconds = g->last - g->first;
+    if (stats)
+        *stats = g->stats;
+}
+
 LxStatus lx_generate_tokens(LxEnsemble *e, const int *prompt, int n_prompt, const LxGenerateParams *params,
                             LxTokenCallback callback, void *user, LxGenerateStats *stats, LxError *err)
 {
     LxError local, *er = err ? err : &local;
-    LxGenerateStats st = {.n_prompt = n_prompt, .stop = LX_STOP_BUDGET, .stop_index = -1};
-    const LxGenerateParams g = params ? *params : lx_generate_defaults();
-    if (n_prompt < 1)
-        return (LxStatus)fail(er, LX_ERR_ARGUMENT, "the prompt is empty: give at least one token (BOS)");
-    if (n_prompt > e->n_ctx)
-        return (LxStatus)fail(er, LX_ERR_CONTEXT, "the prompt is %d tokens but the context holds %d", n_prompt, e->n_ctx);
-    for (int i = 0; i < g.n_stop; i++)
-        if (!g.stop[i] || !g.stop[i][0])
-            return (LxStatus)fail(er, LX_ERR_ARGUMENT, "stop string %d is empty", i + 1);
+    Generation g;
+    if (generation_begin(&g, prompt, n_prompt, e->n_ctx, params, callback, user, er))
+        return er->status;
     ensemble_reset(e);
     ensemble_seed(e, e->params.seed);
     if (ensemble_append(e, prompt, n_prompt, er))
         return er->status;
-
-    Pending pending = {0};
     LxStatus status = LX_OK;
-    int prev = prompt[n_prompt - 1];
-    double start = now_seconds(), first = start, last = start;
-    while (g.n_predict < 0 || st.n_generated < g.n_predict) {
-        LxTokenEvent ev = {.member = -1, .index = st.n_generated};
+    while (!g.done) {
+        int token, member = -1;
         float prob;
-        if (ensemble_step(e, &ev.token, &ev.member, &prob, er)) {
+        if (ensemble_step(e, &token, &member, &prob, er) || generation_token(&g, e, token, member, prob, er)) {
             status = er->status;
             break;
         }
-        last = now_seconds();
-        if (st.n_generated == 0)
-            first = last;
-        if (!g.ignore_eos && (ev.token == TOKEN_BOS || ev.token == TOKEN_EOS)) {
-            st.stop = LX_STOP_END;
-            break;
-        }
-        st.n_generated++;
-        ev.logprob = logf(prob);
-        /* The text: released now, held back, or cut at a stop string. */
-        const char *text = e->tokenizer ? tokenizer_decode(e->tokenizer, prev, ev.token) : "";
-        size_t at = 0, n_release;
-        if (pending_add(&pending, text, strlen(text))) {
-            status = (LxStatus)fail(er, LX_ERR_MEMORY, "out of memory for the generated text");
-            break;
-        }
-        int hit = find_stop(&pending, &g, &at);
-        n_release = hit >= 0 ? at : releasable(&pending, &g);
-        ev.text = pending.text;
-        ev.text_length = n_release;
-        int stop_asked = callback && callback(user, &ev);
-        pending_drop(&pending, n_release);
-        if (hit >= 0) {
-            st.stop = LX_STOP_STRING;
-            st.stop_index = hit;
-            pending.length = 0;
-            break;
-        }
-        if (stop_asked) {
-            st.stop = LX_STOP_CALLBACK;
-            break;
-        }
-        if (e->n_tokens == e->n_ctx) {
-            st.stop = LX_STOP_CONTEXT;
-            break;
-        }
-        if (ensemble_append(e, &ev.token, 1, er)) {
-            status = er->status;
-            break;
-        }
-        prev = ev.token;
     }
-    if (status == LX_OK && pending.length > 0 && callback) {
-        /* What was held back for a stop string that never came. */
-        LxTokenEvent ev = {.token = -1, .member = -1, .index = st.n_generated, .text = pending.text,
-                           .text_length = pending.length};
-        callback(user, &ev);
-    }
-    free(pending.text);
-    st.prompt_seconds = first - start;
-    st.generate_seconds = last - first;
-    if (stats)
-        *stats = st;
+    generation_end(&g, status, stats);
     return status;
 }
 

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "llamix.h"
 
@@ -130,12 +131,23 @@ int model_shape(const char *name, ModelConfig *c);
  *
  * A Model is shared read-only; a ForwardState belongs to one sequence (one thread at a time), so
  * one model can serve many sequences at once. The state owns the KV cache for n_ctx positions and
- * all scratch for batches of up to max_batch rows, allocated once: forward() never allocates. */
+ * all scratch for batches of up to max_batch rows, allocated once: forward() never allocates.
+ * Several sequences run through one forward with forward_spans(): each brings its own state (a
+ * cache-only one suffices), and one work state lends the scratch. */
 
 
+typedef struct ForwardState ForwardState;
+
+/* One row of a forward call: its token, its position, and the state whose KV cache it goes to;
+ * logit: its index among the call's rows that want logits, or -1. */
 typedef struct {
+    ForwardState *cache;
+    int token, pos, logit;
+} ForwardRow;
+
+struct ForwardState {
     int n_ctx;        /* positions the KV cache holds (<= S) */
-    int max_batch;    /* rows processed together; longer inputs are done in chunks */
+    int max_batch;    /* rows processed together; longer inputs are done in chunks (0: cache only) */
     int threads;      /* threads of every product and of attention (set by the owner; init: default) */
     /* (L, KVH, n_ctx, HS): a kv head's positions side by side, so attention reads them in one
      * stream (position-major, as llama2.c, they are HS-float pieces KVD floats apart, which
@@ -152,18 +164,46 @@ typedef struct {
     float *hb2; /* (max_batch, H) up */
     float *att; /* (max_batch, NH, n_ctx) attention scores */
     float *rope_cos, *rope_sin; /* (n_ctx, HS/2) rotary tables */
-} ForwardState;
+    ForwardRow *rows;           /* (max_batch) the rows of the chunk being run */
+};
 
 /* Allocate a state for up to n_ctx positions (0 means the model's seq_len) and batches of up to
  * max_batch rows (0 means a default). On failure *s is safe to pass to forward_state_free. */
 int forward_state_init(ForwardState *s, const ModelConfig *c, int n_ctx, int max_batch, LxError *err);
+/* A state with only the KV cache (max_batch 0, no scratch, no rotary tables): one sequence's cache
+ * in a forward_spans() whose work state has the scratch. Its bytes: forward_cache_bytes. */
+int forward_cache_init(ForwardState *s, const ModelConfig *c, int n_ctx, LxError *err);
+size_t forward_cache_bytes(const ModelConfig *c, int n_ctx); /* 2 L n_ctx KVD floats */
 void forward_state_free(ForwardState *s);
+
+/* Which rows of a span get logits: none (only fill the cache), the last, or all. */
+enum { FORWARD_LOGITS_NONE, FORWARD_LOGITS_LAST, FORWARD_LOGITS_ALL };
+
+/* One sequence's part of a multi-sequence forward: tokens[0..n) at positions pos..pos+n-1 of
+ * the sequence whose KV cache is in state. */
+typedef struct {
+    ForwardState *state;
+    const int *tokens;
+    int n, pos;
+    int logits; /* FORWARD_LOGITS_* */
+} ForwardSpan;
+
+/* The multi-sequence forward: every span's rows through every matrix product at once (the total
+ * row count picks the kernel, chunks of work->max_batch rows), attention per span over its own
+ * cache. work supplies the scratch, the rotary tables and the threads; it may be one of the spans'
+ * states (forward() is the case of one span whose state is the work state). logits, if not
+ * NULL, is (R, V) and gets the rows asked for, in span order (R = their number). Requires
+ * distinct span states, each holding at most work->n_ctx positions, and forward()'s conditions
+ * per span (LX_ERR_CONTEXT or LX_ERR_ARGUMENT with a message otherwise). */
+int forward_spans(const Model *m, ForwardState *work, const ForwardSpan *spans, int n_spans, float *logits,
+                  LxError *err);
 
 /* Run tokens[0..n) at positions pos..pos+n-1, appending their keys and values to the cache.
  * Logits: if all_rows, logits is (n, V) and gets every position's; otherwise logits is (V) and
  * gets the last position's only (the classifier runs just for the rows asked for). logits may be
  * NULL to only fill the cache. Requires 1 <= n, 0 <= pos, pos + n <= n_ctx, 0 <= token < V
- * (checked; otherwise returns LX_ERR_CONTEXT or LX_ERR_ARGUMENT with a message). */
+ * (checked; otherwise returns LX_ERR_CONTEXT or LX_ERR_ARGUMENT with a message). It is
+ * forward_spans() with the one span {s, tokens, n, pos}, s its own work state. */
 int forward(const Model *m, ForwardState *s, const int *tokens, int n, int pos, float *logits,
             int all_rows, LxError *err);
 
@@ -406,7 +446,19 @@ int argmax(const float *x, int n);
  *        paper's own code does. A different distribution: it equals CE and ME only at T = 1
  *        without truncation.
  * Greedy (T = 0): CE takes the argmax of the mixture; ME can only take the argmax of the member
- * it picked, which is not CE's greedy output. */
+ * it picked, which is not CE's greedy output.
+ *
+ * Routing (the weights above are its simplest case). Let a router give weights r(x_<=t) (K,
+ * summing to 1) that are a function of the token history only, never of the members' outputs
+ * at step t. Then ME that picks k ~ r(x_<=t) and draws from S(p_k) samples exactly from
+ *     q(x) = sum_k r_k(x_<=t) S(p_k)(x),
+ * which CE computes by running every member: P(x | x_<=t) = sum_k P(k | x_<=t) P(x | k, x_<=t),
+ * and both modes condition on the same history, so by the chain rule whole sequences agree too.
+ * Fixed weights are the constant router r = w. ME keeps its cost, one member per token, for every
+ * such router; weights that read the members' outputs at step t would need every member run
+ * before the pick, which is CE's cost. So every step asks e->router for its weights (e->route)
+ * and CE mixes, ME picks and ce-mixture mixes with them; nothing here special-cases fixed
+ * weights. The routers are in the router section below. */
 
 
 typedef LxMode EnsembleMode;
@@ -424,7 +476,10 @@ typedef struct {
 struct LxEnsemble {
     int k;                /* number of members */
     Member *members;      /* (k) */
-    double *weights;      /* (k) normalised to sum 1 */
+    double *weights;      /* (k) normalised to sum 1 (with a router: its fixed weights) */
+    const LxRouter *router; /* the weights of each step: params.router, or own_router */
+    LxRouter *own_router; /* the constant router of weights, when none was given */
+    double *route;        /* (k) the router's weights for the current step */
     EnsembleParams params; /* as given, with weights = the normalised ones and threads resolved */
     const Tokenizer *tokenizer; /* shared by the members; NULL when built for token ids only */
     int vocab_size;       /* V, shared */
@@ -466,6 +521,10 @@ const float *ensemble_sync(Ensemble *e, int i, LxError *err);
  * prob may be NULL. */
 int ensemble_step(Ensemble *e, int *token, int *member, float *prob, LxError *err);
 
+/* The members the next ensemble_step will sync, into members (k), without using a coin: ME's
+ * pick (or the one member), or every member. Returns how many, or -1 with a message. */
+int ensemble_plan(Ensemble *e, int *members, LxError *err);
+
 /* The exact next-token distribution of the mode for the current sequence (syncs every member):
  * sum_k w_k S(p_k) for CE and ME (they are the same), S(sum_k w_k p_k) for CE-mixture.
  * Greedy settings give the one-hot of the token CE would take. q is (V). */
@@ -475,6 +534,90 @@ int ensemble_distribution(Ensemble *e, float *q, LxError *err);
  * streams go on. ensemble_seed restarts both streams from seed. */
 void ensemble_reset(Ensemble *e);
 void ensemble_seed(Ensemble *e, uint64_t seed);
+
+/* ============================== generate ==================================================== */
+/* one generation in progress (generate.c): the stop conditions, the stop strings' held-back text
+ * and the per-token events, for lx_generate_tokens() and for each sequence of a batch alike. */
+
+/* The generated text not yet released: at most the longest stop string plus one token's text. */
+typedef struct {
+    char *text;
+    size_t length, capacity;
+} Pending;
+
+typedef struct {
+    LxGenerateParams params; /* stop strings borrowed */
+    LxTokenCallback callback;
+    void *user;
+    LxGenerateStats stats;
+    Pending pending;
+    int prev;                /* the last token of the sequence, for decoding the next */
+    double start, first, last; /* clock at the start, at the first and at the latest token */
+    int done;                /* 1 once a stop condition holds: draw no more tokens */
+} Generation;
+
+/* Check the prompt (1..n_ctx tokens) and the stop strings, and start the clock. */
+int generation_begin(Generation *g, const int *prompt, int n_prompt, int n_ctx, const LxGenerateParams *params,
+                     LxTokenCallback callback, void *user, LxError *err);
+/* A token e drew (member, prob as ensemble_step gives them): end of text, or hand its text to
+ * the callback and append it to e; g->done tells whether the generation is over. Nonzero on
+ * an error. */
+int generation_token(Generation *g, Ensemble *e, int token, int member, float prob, LxError *err);
+/* The final release of held-back text (when status is LX_OK), the times, *stats (may be NULL). */
+void generation_end(Generation *g, LxStatus status, LxGenerateStats *stats);
+
+/* ============================== batch ======================================================= */
+/* many sequences over one ensemble's members, one token each per step (batch.c).
+ *
+ * Each sequence is an Ensemble of its own (its token sequence, sampler, random streams, and per
+ * member a cache-only ForwardState) and a Generation. A step asks every active sequence which
+ * members its next draw needs (ensemble_plan), runs each such member once, by forward_spans over
+ * the pending rows of all the sequences that need it (a newcomer's whole prompt beside the
+ * others' one-token decodes), and then lets every sequence draw: its members are synced, so
+ * ensemble_step runs no forward of its own. Sequences wait in a FIFO queue for a free slot; a
+ * slot's states are made on first use and reused by the next sequence (the pool). */
+
+typedef struct {
+    Ensemble e;         /* the sequence's ensemble; members hold cache-only states */
+    Generation g;
+    int id;             /* the sequence in it, or -1 when the slot is free */
+    int made;           /* e is initialised */
+} BatchSlot;
+
+typedef struct {
+    int id;
+    int *prompt, n_prompt; /* a copy */
+    uint64_t seed;
+    LxGenerateParams params;
+    LxTokenCallback callback;
+    void *user;
+} BatchRequest;
+
+typedef struct {
+    int id;
+    LxGenerateStats stats;
+} BatchDone;
+
+struct LxBatch {
+    Ensemble engine;      /* the checks, the settings, and per member the work state (scratch) */
+    EnsembleParams params; /* as given (the sequences' ensembles are made from them), weights copied */
+    double *weights;      /* (k) the weights as given, or NULL */
+    int n_tokenizers;     /* 0 or 1 */
+    int max_active;
+    BatchSlot *slots;     /* (max_active) */
+    BatchRequest *queue;  /* waiting: queue[queue_head..n_queue), oldest first */
+    int queue_head, n_queue, cap_queue;
+    BatchDone *done;      /* ended, not yet collected: done[done_head..n_done), oldest first */
+    int done_head, n_done, cap_done;
+    int next_id;
+    ForwardSpan *spans;   /* (max_active) scratch of one member's forward */
+    int *span_slot;       /* (max_active) the slot of each span */
+    int *plan;            /* (max_active, k) members each slot's next draw needs; */
+    int *n_plan;          /* (max_active) how many */
+    float *logits;        /* (max_active, V) */
+    long *calls, *rows;   /* (k) per member: batched forward calls, rows run */
+};
+typedef struct LxBatch Batch;
 
 /* ============================== score ======================================================= */
 /* how well each member, and their mixture, predicts a text; and the mixture weights
@@ -565,5 +708,122 @@ int score_fit_weights(const ScoreTable *t, double *w, int max_iter, double tol, 
  * gets its size. Fails, naming the file, if it is missing, unreadable, a directory, empty, has a
  * NUL byte, or is too large to tokenise. The caller frees the result. */
 char *score_read_text(const char *path, size_t *length, LxError *err);
+
+/* What a score keeps besides the table, for routing (router.c): the tokens (BOS first, N + 1 of
+ * them: scored token j is tokens[j + 1]), the window length C and the vocabulary size V. */
+typedef struct {
+    const ScoreTable *table;
+    const int *tokens;
+    int context;
+    int vocab_size;
+} ScoreView;
+ScoreView score_view(const LxScore *s);
+
+/* ============================== router ====================================================== */
+/* member weights from the token history (the theorem that keeps ME exact is in the ensemble
+ * section): the interface, the constant router, the previous-token router and its EM fit, and
+ * the router file.
+ *
+ * A router is a kind (RouterOps) and its parameters, read-only once made. A new router (say a
+ * logistic model on hashed n-gram features) is one new file: a RouterOps with its weights()
+ * function, how many parameters a router of K and V has, and their check on loading; a kind
+ * number in the file; and a line in router.c's table of kinds. Ensembles, scoring and the file
+ * code then work with it unchanged.
+ *
+ * Router file (host byte order, like the checkpoints), version 1:
+ *     uint32 magic 0x54524c58 ("XLRT"), uint32 version 1, uint32 kind (1: previous-token),
+ *     int32 K (1..64), int32 V (1..2^24), uint32 0,
+ *     float64 alpha (finite, >= 0), float64 w[K] (finite, >= 0, summing to 1 within 1e-4),
+ *     float32 params[n]: the previous-token table (V, K), each entry finite and >= 0, each row
+ *     summing to 1 within 1e-4.
+ * Loading checks the size against the file exactly, with overflow-checked arithmetic, and
+ * renormalises the weights and each row in double. */
+
+#define ROUTER_MAGIC 0x54524c58u
+#define ROUTER_VERSION 1
+#define ROUTER_MAX_VOCAB (1 << 24)
+#define ROUTER_ROW_TOLERANCE 1e-4
+
+typedef struct LxRouter Router;
+
+typedef struct {
+    const char *name;   /* "constant", "previous-token" */
+    uint32_t kind;      /* in the file; 0: not saved */
+    /* w (K) = r(tokens[0..n)) for n >= 1, ids in 0..V-1 (the caller checks). Reads nothing but
+     * the router and the history, so any number of threads may call it at once. */
+    void (*weights)(const Router *r, const int *tokens, int n, double *w);
+    /* Parameters a router of r->k and r->vocab_size has; -1 on overflow. */
+    int (*n_params)(const Router *r, size_t *n);
+    /* Check loaded parameters and normalise them; the message does not name the file. */
+    int (*check)(Router *r, LxError *err);
+} RouterOps;
+
+struct LxRouter {
+    const RouterOps *ops;
+    int k;              /* K members */
+    int vocab_size;     /* V it keys on; 0: any */
+    double *weights;    /* (K) the fixed weights, summing to 1 */
+    double alpha;       /* the prior strength a table was fitted with; 0 for the constant router */
+    double *params;     /* (n_params) the kind's parameters: the previous-token table (V, K) */
+    size_t n_params;
+    char path[256];     /* for messages: the file, or "(constant)", "(fitted)" */
+};
+
+/* The constant router of k weights w (normalised; NULL: uniform). NULL with a message. */
+Router *router_constant(int k, const double *w, LxError *err);
+/* The previous-token router of K, V, fixed weights w (K, summing to 1) and alpha, every row w. */
+Router *router_table_new(int k, int vocab_size, const double *w, double alpha, LxError *err);
+void router_free(Router *r); /* NULL is fine */
+/* Row c of the previous-token table: r(. | previous token c), (K). */
+static inline double *router_row(const Router *r, int c) { return r->params + (size_t)c * (size_t)r->k; }
+
+Router *router_open(const char *path, LxError *err);
+int router_save(const Router *r, const char *path, LxError *err);
+/* Parse a router file's bytes; name is used in messages. */
+Router *router_parse(const void *data, size_t size, const char *name, LxError *err);
+
+/* Check that r fits an ensemble of k members over V tokens (one-line error naming r->path). */
+int router_check_fit(const Router *r, int k, int vocab_size, LxError *err);
+
+/* The penalised NLL of a previous-token table on a scored text, per token:
+ *     J(r) = -(1/N) [ sum_t log sum_k r_k(c_t) p_k(x_t) + alpha sum_c sum_k w_k log r_k(c) ]
+ * with c_t the token's previous token (ctx, N). The second term is the log of a Dirichlet prior
+ * with parameters alpha w_k + 1 on each row: it pulls rows seen rarely toward w. */
+double router_table_objective(const Router *r, const ScoreTable *t, const int *ctx);
+
+/* EM for the table, from the table r holds (usually every row w): each step
+ *     g_tk   = r_k(c_t) p_k(x_t) / sum_j r_j(c_t) p_j(x_t)           (E: responsibilities)
+ *     r_k(c) = (sum_{t: c_t = c} g_tk + alpha w_k) / (n_c + alpha)    (M)
+ * never raises J (router.c has the proof); rows with n_c + alpha = 0 stay as they are. Stops
+ * when a step lowers J by at most tol, or after max_iter steps; trace (if not NULL, max_iter + 1
+ * values) gets J before each step and after the last. fit->nll gets the routed NLL without the
+ * prior term, fit->objective J. */
+int router_fit_table(Router *r, const ScoreTable *t, const int *ctx, int max_iter, double tol,
+                     double *trace, LxRouterFit *fit, LxError *err);
+
+/* The previous tokens of a score's tokens, as routers see them: ctx[j] (N) is BOS for the first
+ * token of a window, else tokens[j]. */
+void router_contexts(const ScoreView *v, int *ctx);
+
+/* Each scored token's routed weights, routes (N, K), from its window history. */
+int router_routes(const Router *r, const ScoreView *v, double *routes, LxError *err);
+
+/* -(1/N) sum_t log sum_k routes[t][k] p_k(x_t). */
+double router_nll(const ScoreTable *t, const double *routes);
+
+/* ============================== atomic files ================================================ */
+/* A file written in full or not at all (atomic_file.c): open, write through f, then commit (flush,
+ * fsync, rename over the target) or abort (nothing is left). bytes, when known, is checked
+ * against the free space first. */
+typedef struct {
+    FILE *f;
+    char path[4096];  /* the target */
+    char temp[4096 + 64]; /* the temporary name, once it has one */
+    int named;        /* temp exists on disk */
+} AtomicFile;
+
+int atomic_file_open(AtomicFile *af, const char *path, uint64_t bytes, LxError *err);
+int atomic_file_commit(AtomicFile *af, LxError *err);
+void atomic_file_abort(AtomicFile *af); /* safe after a failed open or commit */
 
 #endif

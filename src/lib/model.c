@@ -19,6 +19,9 @@
 
 /* ------------------------------------------------------------------ shapes and sizes */
 
+/* Longer contexts than any model has been trained for; a header claiming more is corrupt. */
+#define MAX_SEQ_LEN (1 << 22)
+
 int model_config_check(const ModelConfig *c, const char *name, LxError *err)
 {
     if (c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 ||
@@ -34,6 +37,9 @@ int model_config_check(const ModelConfig *c, const char *name, LxError *err)
                     c->n_heads, c->n_kv_heads);
     if (model_head_size(c) % 2 != 0)
         return fail(err, LX_ERR_FILE, "%s: bad header: head size %d is odd (RoPE rotates pairs)", name, model_head_size(c));
+    if (c->seq_len > MAX_SEQ_LEN)
+        return fail(err, LX_ERR_FILE, "%s: bad header: seq_len %d is implausible (llamix reads at most %d)", name,
+                    c->seq_len, MAX_SEQ_LEN);
     if (c->vocab_size < 3)
         return fail(err, LX_ERR_FILE, "%s: bad header: vocab_size %d has no room for BOS and EOS", name, c->vocab_size);
     return 0;
@@ -308,9 +314,12 @@ int model_write_random(const char *path, const ModelConfig *c, int version, int 
         header_bytes = V1_HEADER_BYTES;
     }
 
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return fail(err, LX_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    AtomicFile af;
+    size_t bytes = header_bytes + 4 * floats;
+    int rc = atomic_file_open(&af, path, bytes, err);
+    if (rc)
+        return rc;
+    FILE *f = af.f;
     int bad = fwrite(header, 1, header_bytes, f) != header_bytes;
     /* The same random tensors in each version's file order, so v0 and v1 files written from one
      * seed hold the same model: draw every tensor in a fixed canonical order into its slot. */
@@ -343,11 +352,12 @@ int model_write_random(const char *path, const ModelConfig *c, int version, int 
             bad = write_tensor(f, tensors[i].n, tensors[i].std, 1.0f, &tensor_rng);
         }
     }
-    if (fclose(f) != 0)
-        bad = 1;
-    if (bad)
-        return fail(err, LX_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return 0;
+    if (bad) {
+        int e = errno;
+        atomic_file_abort(&af);
+        return fail(err, LX_ERR_IO, "%s: write failed: %s", path, strerror(e ? e : EIO));
+    }
+    return atomic_file_commit(&af, err);
 }
 
 int model_shape(const char *name, ModelConfig *c)
@@ -394,6 +404,12 @@ void lx_model_close(LxModel *m)
 
 LxModelConfig lx_model_config(const LxModel *m) { return m->config; }
 const char *lx_model_path(const LxModel *m) { return m->path; }
+
+void lx_model_mapping(const LxModel *m, const void **data, size_t *size)
+{
+    *data = m->data;
+    *size = m->size;
+}
 size_t lx_model_weight_bytes(const LxModelConfig *c) { return model_weight_bytes(c); }
 
 LxStatus lx_model_shape(const char *name, LxModelConfig *out, LxError *err)

@@ -146,6 +146,7 @@ static int sample_mult(const float *probs, int n, float coin)
  * would produce NaNs; we take the limit T -> 0 instead, the one-hot at the argmax. */
 static void softmax_temperature(const float *logits, int n, float temperature, float *out, int threads)
 {
+    (void)threads; /* unused without OpenMP */
     for (int i = 0; i < n; i++)
         out[i] = logits[i] / temperature;
     float max = out[0];

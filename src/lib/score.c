@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ the table */
 
@@ -246,15 +248,30 @@ char *score_read_text(const char *path, size_t *length, LxError *err)
 {
     int is_stdin = strcmp(path, "-") == 0;
     const char *name = is_stdin ? "standard input" : path;
-    FILE *f = is_stdin ? stdin : fopen(path, "rb");
-    if (!f) {
+    if (!*path) {
+        fail(err, LX_ERR_ARGUMENT, "the text file name is empty");
+        return NULL;
+    }
+    /* A named file must be a regular one: a FIFO with no writer would hang the open (hence
+     * O_NONBLOCK), /dev/zero would never end. Standard input may be a pipe. */
+    int fd = is_stdin ? 0 : open(path, O_RDONLY | O_NONBLOCK);
+    struct stat sb;
+    if (fd < 0) {
         fail(err, LX_ERR_FILE, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        fclose(f);
-        fail(err, LX_ERR_FILE, "%s: is a directory, not a text file", path);
+    if (!is_stdin && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        fail(err, LX_ERR_FILE, "%s: %s, not a text file", path,
+             S_ISDIR(sb.st_mode) ? "is a directory" : "is not a regular file");
+        return NULL;
+    }
+    if (!is_stdin)
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = is_stdin ? stdin : fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        fail(err, LX_ERR_MEMORY, "%s: out of memory", path);
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
@@ -303,7 +320,15 @@ struct LxScore {
     ScoreTable table;
     int context;
     long windows;
+    int *tokens;    /* (N + 1) the text's tokens, BOS first: what routers read */
+    int vocab_size;
 };
+
+ScoreView score_view(const LxScore *s)
+{
+    return (ScoreView){.table = &s->table, .tokens = s->tokens, .context = s->context,
+                       .vocab_size = s->vocab_size};
+}
 
 LxStatus lx_score_text(LxModel *const *models, int k, const LxTokenizer *t, const char *text,
                        const LxScoreParams *params, LxScore **out, LxError *err)
@@ -340,17 +365,23 @@ LxStatus lx_score_text(LxModel *const *models, int k, const LxTokenizer *t, cons
         rc = fail(e, LX_ERR_ARGUMENT, "the text has no tokens to score");
     if (!rc)
         rc = score_table_init(&sc->table, k, n_tokens - 1, e);
+    /* The default window is the whole usable context, but never more than the text: the run
+     * states are allocated for the window, and a header's seq_len can be far larger. */
+    if (!rc && params->context == 0 && n_tokens < context)
+        context = n_tokens;
     ScoreOptions so = {.context = context, .threads = params->threads, .progress = params->progress,
                        .user = params->user};
     for (int i = 0; i < k && !rc; i++) {
         so.member = i;
         rc = score_member(ms[i], tokens, n_tokens, &so, sc->table.logp + (size_t)i * (size_t)sc->table.n, e);
     }
-    free(tokens);
     if (rc) {
+        free(tokens);
         lx_score_free(sc);
         return e->status;
     }
+    sc->tokens = tokens;
+    sc->vocab_size = ms[0]->config.vocab_size;
     sc->context = context;
     sc->windows = score_windows(n_tokens, context);
     *out = sc;
@@ -361,6 +392,7 @@ void lx_score_free(LxScore *s)
 {
     if (s) {
         score_table_free(&s->table);
+        free(s->tokens);
         free(s);
     }
 }

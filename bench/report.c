@@ -1,5 +1,6 @@
 /* report.c: the Markdown and JSON reports of a bench (see report.h). */
 #include "config.h"
+#include "cli.h"
 #include "internal.h"
 #include "probes.h"
 #include "report.h"
@@ -218,30 +219,6 @@ void report_markdown(FILE *f, const BenchReport *R)
 }
 
 /* JSON string: quotes, backslashes and control characters escaped. */
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
-/* A number, or null for what JSON cannot say (NaN when a limit was not measured). */
-static void json_number(FILE *f, double x)
-{
-    if (isfinite(x))
-        fprintf(f, "%.6g", x);
-    else
-        fputs("null", f);
-}
-
 /* {"median":..,"mad":..,"min":..,"max":..,"samples":[..]} */
 static void json_stats(FILE *f, const double *x, int n)
 {
@@ -249,12 +226,12 @@ static void json_stats(FILE *f, const double *x, int n)
     double values[] = {stats_median(x, n), stats_mad(x, n), stats_min(x, n), stats_max(x, n)};
     for (int i = 0; i < 4; i++) {
         fprintf(f, "%s\"%s\":", i ? "," : "{", names[i]);
-        json_number(f, values[i]);
+        cli_json_number(f, values[i]);
     }
     fprintf(f, ",\"samples\":[");
     for (int i = 0; i < n; i++) {
         fputs(i ? "," : "", f);
-        json_number(f, x[i]);
+        cli_json_number(f, x[i]);
     }
     fprintf(f, "]}");
 }
@@ -276,46 +253,46 @@ void report_json(FILE *f, const BenchReport *R)
     char cpu[256];
     probe_cpu_model(cpu, sizeof cpu);
     fprintf(f, "{\n\"llamix\":");
-    json_string(f, PACKAGE_VERSION);
+    cli_json_string(f, PACKAGE_VERSION);
     fprintf(f, ",\n\"machine\":{\"cpu\":");
-    json_string(f, cpu);
+    cli_json_string(f, cpu);
     fprintf(f, ",\"logical_cpus\":%ld,\"memory_bytes\":%.0f,\"kernels\":", sysconf(_SC_NPROCESSORS_ONLN),
             (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE));
-    json_string(f, lx_kernel_name());
+    cli_json_string(f, lx_kernel_name());
     fprintf(f, ",\"blas\":");
-    json_string(f, probe_blas_config());
+    cli_json_string(f, probe_blas_config());
     fprintf(f, ",\"compiler\":");
-    json_string(f, __VERSION__);
+    cli_json_string(f, __VERSION__);
     fprintf(f, "},\n");
     if (R->router_path) {
         fprintf(f, "\"router\":{\"path\":");
-        json_string(f, R->router_path);
+        cli_json_string(f, R->router_path);
         fprintf(f, ",\"ns_per_token\":");
-        json_number(f, R->router_ns);
+        cli_json_number(f, R->router_ns);
         fprintf(f, "},\n");
     }
     fprintf(f, "\"limits\":[");
     for (int i = 0; i < R->n_limits; i++) {
         const BenchLimits *l = &R->limits[i];
         fprintf(f, "%s\n {\"threads\":%d,\"read_bandwidth_gbs\":", i ? "," : "", l->threads);
-        json_number(f, l->bandwidth);
+        cli_json_number(f, l->bandwidth);
         fprintf(f, ",\"read_bandwidth_best_gbs\":");
-        json_number(f, l->bandwidth_best);
+        cli_json_number(f, l->bandwidth_best);
         fprintf(f, ",\"matvec_gbs\":");
-        json_number(f, l->matvec);
+        cli_json_number(f, l->matvec);
         fprintf(f, ",\"sgemm_gflops\":");
-        json_number(f, l->sgemm);
+        cli_json_number(f, l->sgemm);
         fprintf(f, ",\"matmul_gflops\":");
-        json_number(f, l->matmul);
+        cli_json_number(f, l->matmul);
         fprintf(f, "}");
     }
     fprintf(f, "],\n\"members\":[");
     for (int i = 0; i < R->n_models; i++) {
         const ModelConfig *c = &R->models[i]->config;
         fprintf(f, "%s\n {\"path\":", i ? "," : "");
-        json_string(f, R->shape ? "(random)" : R->models[i]->path);
+        cli_json_string(f, R->shape ? "(random)" : R->models[i]->path);
         fprintf(f, ",\"shape\":");
-        json_string(f, R->label);
+        cli_json_string(f, R->label);
         fprintf(f, ",\"dim\":%d,\"hidden_dim\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,"
                    "\"vocab_size\":%d,\"seq_len\":%d,\"weight_bytes\":%zu,\"file_bytes\":%zu}",
                 c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
@@ -334,7 +311,7 @@ void report_json(FILE *f, const BenchReport *R)
             double x[BENCH_MAX_REPS], rate, e = efficiency(R, t, tg, &rate);
             rates(t, R->r, tg, x);
             fprintf(f, "%s\n {\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",", bench_mode_name(t->mode), t->k);
-            json_string(f, R->label);
+            cli_json_string(f, R->label);
             fprintf(f, ",\"threads\":%d,", t->threads);
             if (t->sequences) /* batch tests only: tok/s are aggregate over the S sequences */
                 fprintf(f, "\"sequences\":%d,", t->sequences);
@@ -342,9 +319,9 @@ void report_json(FILE *f, const BenchReport *R)
                     t->n_prompt, t->n_gen);
             json_stats(f, x, R->r);
             fprintf(f, tg ? ",\"weight_gbs\":" : ",\"gflops\":");
-            json_number(f, rate);
+            cli_json_number(f, rate);
             fprintf(f, tg ? ",\"decode_efficiency\":" : ",\"prefill_efficiency\":");
-            json_number(f, e);
+            cli_json_number(f, e);
             fprintf(f, ",\"per_member\":");
             json_counts(f, tg ? &t->tg : &t->pp, t->k);
             fprintf(f, "}");
@@ -361,7 +338,7 @@ void report_json(FILE *f, const BenchReport *R)
             continue;
         double x[BENCH_MAX_REPS];
         fprintf(f, "%s\n {\"what\":\"me/ce\",\"k\":%d,\"shape\":", first ? "" : ",", ce->k);
-        json_string(f, R->label);
+        cli_json_string(f, R->label);
         fprintf(f, ",\"threads\":%d,", ce->threads);
         if (ce->sequences)
             fprintf(f, "\"sequences\":%d,", ce->sequences);
@@ -382,7 +359,7 @@ void report_json(FILE *f, const BenchReport *R)
         double x[BENCH_MAX_REPS];
         fprintf(f, "%s\n {\"what\":\"threads\",\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",",
                 bench_mode_name(t->mode), t->k);
-        json_string(f, R->label);
+        cli_json_string(f, R->label);
         fprintf(f, ",\"threads\":%d,\"over_threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"pp\":", t->threads,
                 base->threads, t->n_prompt, t->n_gen);
         for (int j = 0; j < R->r; j++)
@@ -406,7 +383,7 @@ void report_json(FILE *f, const BenchReport *R)
         double x[BENCH_MAX_REPS];
         fprintf(f, "%s\n {\"what\":\"sequences\",\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",",
                 bench_mode_name(t->mode), t->k);
-        json_string(f, R->label);
+        cli_json_string(f, R->label);
         fprintf(f, ",\"threads\":%d,\"sequences\":%d,\"over_sequences\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"tg\":",
                 t->threads, t->sequences, base->sequences, t->n_prompt, t->n_gen);
         for (int j = 0; j < R->r; j++)
@@ -420,6 +397,6 @@ void report_json(FILE *f, const BenchReport *R)
             R->rss_peak, R->checkpoint_bytes, R->state_bytes, R->rss_base);
     fprintf(f, "\"process_threads\":%d,\"blas_threads_per_call\":%d,\"seconds\":%.2f,\"background_cpus\":",
             R->process_threads, R->blas_threads, R->seconds);
-    json_number(f, R->background);
+    cli_json_number(f, R->background);
     fprintf(f, "\n}\n");
 }

@@ -191,7 +191,14 @@ typedef enum {
     LX_MODE_ME,         /* pick k ~ w, then draw from S(p_k): one member per token */
     LX_MODE_CE,         /* every member every token, draw from sum_k w_k S(p_k): ME's distribution */
     LX_MODE_CE_MIXTURE, /* draw from S(sum_k w_k p_k), the paper's CE code: another distribution,
-                           equal to the others only at temperature 1 without truncation */
+                           equal to the others only at temperature 1 without truncation. With
+                           top-k > 0, as the paper's code: the mixture restricted to the union of
+                           the members' top-k tokens and renormalised before S (with different
+                           vocabularies that is LX_MODE_CE_UNITE) */
+    LX_MODE_CE_UNITE,   /* UniTE-style, the paper's baseline for different vocabularies: over the
+                           union X of the members' top-k tokens (k: top-k, or 10 when it is off),
+                           member k scores a token by its own probability of it (of its first
+                           sub-token when it lacks it), renormalised over X; S on the weighted sum */
 } LxMode;
 
 /* S: temperature, then top-k, then top-p, then min-p, renormalised; ties by the lower id. */
@@ -216,7 +223,7 @@ typedef struct {
 
 /* ME, uniform weights, the whole context, default threads, temperature 1, top-p 0.9, seed 0. */
 LX_API LxEnsembleParams lx_ensemble_defaults(void);
-/* Parse "me", "ce", "ce-mixture"; LX_ERR_ARGUMENT otherwise. */
+/* Parse "me", "ce", "ce-mixture", "ce-unite"; LX_ERR_ARGUMENT otherwise. */
 LX_API LxStatus lx_mode_parse(const char *name, LxMode *mode, LxError *err);
 LX_API const char *lx_mode_name(LxMode mode);
 /* Parse "0.5,0.3,0.2" into exactly k weights, each finite and > 0, with a finite sum. */
@@ -227,9 +234,23 @@ LX_API int lx_models_context(LxModel *const *models, int k);
 
 /* Build an ensemble of k members. Every check that spans members is made here: the same
  * vocabulary size, the weights, the sampler settings, the usable context (n_ctx at most every
- * member's seq_len), and the tokenizers: n_tokenizers is 1 (shared) or k (one per member, which
- * must then be identical), each of the members' vocabulary size, or 0 for an ensemble driven by
- * token ids only (lx_generate_tokens; lx_generate then fails). models and tokenizers
+ * member's seq_len), and the tokenizers: n_tokenizers is 1 (shared) or k (one per member, each of
+ * its member's vocabulary size), or 0 for an ensemble driven by token ids only
+ * (lx_generate_tokens; lx_generate then fails).
+ *
+ * Different tokenizers (k of them, not all identical; the vocabulary sizes may then differ): the
+ * members meet in a union vocabulary U, the distinct byte strings of their pieces ("<0xXX>" is
+ * the byte XX) plus three symbols: id 0 unknown (every <unk>), 1 end of text (every BOS and EOS),
+ * 2 reserved (never drawn). The ensemble's ids are then U's (lx_ensemble_vocab_size,
+ * lx_ensemble_token_text). CE draws from q(u) = sum_k w_k sum_{ids i of k spelling u} S(p_k)(i),
+ * S taken in each member's own vocabulary; ME picks k ~ w, draws i ~ S(p_k) and u = i's string.
+ * Every member, the one that drew u included, then appends the same encoding of u: its one piece
+ * spelling u (the non-byte one if several, then the lowest id), else its tokenizer's encoding of
+ * u's bytes without BOS or dummy prefix, bytes it cannot say becoming its unknown id (counted:
+ * lx_ensemble_member_unknown). The members' states are thus functions of the union sequence
+ * alone, and ME's distribution over sequences is exactly CE's. lx_generate encodes the prompt
+ * with each member's own tokenizer (BOS, dummy prefix); lx_generate_tokens takes U ids (1 first:
+ * every member's BOS). Routers (one vocabulary's ids) are refused, as are batches. models and tokenizers
  * are borrowed and must outlive the ensemble; the arrays themselves may be freed after the call.
  * Allocates every member's KV cache for n_ctx positions. The caller owns *out. */
 LX_API LxStatus lx_ensemble_new(LxModel *const *models, int k, LxTokenizer *const *tokenizers,
@@ -244,7 +265,17 @@ LX_API int lx_ensemble_context(const LxEnsemble *e);
 LX_API const LxEnsembleParams *lx_ensemble_params(const LxEnsemble *e); /* weights normalised */
 /* The router in use: params.router, or the constant router of the weights (owned by e). */
 LX_API const LxRouter *lx_ensemble_router(const LxEnsemble *e);
-LX_API const LxTokenizer *lx_ensemble_tokenizer(const LxEnsemble *e);
+LX_API const LxTokenizer *lx_ensemble_tokenizer(const LxEnsemble *e); /* member 0's if they differ */
+/* The ensemble's token ids: V of the shared vocabulary, or |U|; 1 if the members share one
+ * vocabulary (0: the union vocabulary). */
+LX_API int lx_ensemble_vocab_size(const LxEnsemble *e);
+LX_API int lx_ensemble_shared_vocabulary(const LxEnsemble *e);
+/* The text to print for an ensemble token id after prev, as lx_token_text; points into e. */
+LX_API const char *lx_ensemble_token_text(const LxEnsemble *e, int prev, int token);
+/* Union vocabulary: unknown ids member i received by the feeding back since the last reset (0
+ * for a shared vocabulary), and the seconds spent mapping into U and feeding back. */
+LX_API long lx_ensemble_member_unknown(const LxEnsemble *e, int i);
+LX_API double lx_ensemble_mapping_seconds(const LxEnsemble *e);
 LX_API void lx_ensemble_member_counts(const LxEnsemble *e, int i, long *forward_calls,
                                       long *tokens_processed);
 /* Empty the sequence and zero the counters; the members stay loaded, the random streams go on. */
@@ -261,8 +292,9 @@ LX_API int lx_ensemble_length(const LxEnsemble *e);
  * distribution it was drawn from (0 when greedy). Either may be NULL. */
 LX_API LxStatus lx_ensemble_sample(LxEnsemble *e, int *token, int *member, float *logprob,
                                    LxError *err);
-/* The exact next-token distribution of the mode, q (V): sum_k w_k S(p_k) for CE and ME alike,
- * S(sum_k w_k p_k) for ce-mixture, the one-hot of CE's choice when greedy. Runs every member. */
+/* The exact next-token distribution of the mode, q (lx_ensemble_vocab_size): sum_k w_k S(p_k) for
+ * CE and ME alike, S(sum_k w_k p_k) for ce-mixture (top-k restricted as above), ce-unite's, the
+ * one-hot of CE's choice when greedy. Runs every member. */
 LX_API LxStatus lx_ensemble_distribution(LxEnsemble *e, float *q, LxError *err);
 
 /* ------------------------------------------------------------------ generation */

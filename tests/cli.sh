@@ -16,51 +16,7 @@ if [ ! -x "$LLAMIX" ]; then
     echo "cli.sh: no llamix program at '$LLAMIX' (set LLAMIX)" >&2
     exit 1
 fi
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-passed=0 failed=0
-
-pass() { passed=$((passed + 1)); echo "ok: $1"; }
-failure() { # failure NAME WHY: report, with the command and what it printed
-    failed=$((failed + 1))
-    echo "FAIL: $1: $2"
-    echo "      command: $cmd"
-    sed -n '1,6s/^/      stderr: /p' "$tmp/err"
-    sed -n '1,3s/^/      stdout: /p' "$tmp/out"
-}
-run() { # run CMD...: stdout, stderr and status into $tmp/out, $tmp/err, $status
-    cmd=$*
-    "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-    status=$?
-}
-
-# error NAME STATUS STRING... -- CMD...: CMD must exit with STATUS and print to stderr one line
-# that starts with "llamix: " and contains every STRING.
-error() {
-    name=$1 want=$2
-    shift 2
-    printf '' >"$tmp/strings"
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-        printf '%s\n' "$1" >>"$tmp/strings"
-        shift
-    done
-    shift
-    run "$@"
-    if [ "$status" -ne "$want" ]; then failure "$name" "exit status $status, want $want"; return; fi
-    lines=$(wc -l <"$tmp/err")
-    if [ "$lines" -ne 1 ] || [ -n "$(tail -c 1 "$tmp/err")" ]; then
-        failure "$name" "stderr has $lines lines, want exactly one"; return
-    fi
-    case $(cat "$tmp/err") in
-        "llamix: "*) ;;
-        *) failure "$name" "stderr does not start with 'llamix: '"; return ;;
-    esac
-    while IFS= read -r s; do
-        if ! grep -qF -e "$s" "$tmp/err"; then failure "$name" "stderr does not mention '$s'"; return; fi
-    done <"$tmp/strings"
-    pass "$name"
-}
+. "$(dirname "$0")/harness.sh"
 
 # works NAME CMD...: CMD must exit with 0 and print something on stdout.
 works() {
@@ -81,30 +37,10 @@ stdout_is() {
 }
 
 # ------------------------------------------------------------------ fixtures
-# Tokenizer files (llama2.c tokenizer.bin) written byte by byte; POSIX sh has no locals, so the
-# helpers' variables start with _.
-u8() { printf "\\$(printf %03o "$(($1 & 255))")"; }
-u32() { u8 "$1"; u8 $(($1 >> 8)); u8 $(($1 >> 16)); u8 $(($1 >> 24)); }
-f32() { # the float32 bits of the whole number $1 (|n| < 2^24)
-    _n=$1 _s=0 _e=0
-    if [ "$_n" -eq 0 ]; then u32 0; return; fi
-    if [ "$_n" -lt 0 ]; then _s=1 _n=$((-_n)); fi
-    while [ $((1 << (_e + 1))) -le "$_n" ]; do _e=$((_e + 1)); done
-    u32 $(((_s << 31) | ((_e + 127) << 23) | ((_n << (23 - _e)) & 0x7fffff)))
-}
-entry() { f32 "$1"; u32 "$(printf '%b' "$2" | wc -c)"; printf '%b' "$2"; } # entry SCORE PIECE
-# 16 pieces, character level with merges, no byte tokens:
-#   0 <unk> 1 BOS 2 EOS 3 ' ' 4 e 5 h 6 l 7 o 8 w 9 r 10 d 11 he 12 ll 13 lo 14 ' h' 15 hello
-tok16() {
-    u32 6; entry 0 '<unk>'; entry 0 '\n<s>\n'; entry 0 '\n</s>\n'
-    entry -1 ' '; entry -2 'e'; entry -3 'h'; entry -4 'l'; entry -5 'o'; entry -6 'w'
-    entry -7 'r'; entry -8 'd'; entry 1 'he'; entry 2 'll'; entry 0 'lo'; entry 3 ' h'; entry -9 "$1"
-}
 tok16 hello >"$tmp/tok16.bin"
 tok16 hellO >"$tmp/tok16b.bin" # same size, one piece differs
 { tok16 hello; for p in a b c d; do entry -20 "$p"; done; } >"$tmp/tok20.bin"
 
-init() { out=$1; shift; "$LLAMIX" init "$@" -o "$out" 2>"$tmp/init.err" || { cat "$tmp/init.err"; exit 1; }; }
 init "$tmp/m16.bin" --shape tiny -s 1
 init "$tmp/m16b.bin" --shape tiny -s 2 --version 0 --separate-classifier
 init "$tmp/m20.bin" --shape tiny --vocab 20 -s 3
@@ -199,8 +135,19 @@ error "tokenizer for another vocabulary" 1 "$tmp/tok20.bin" "20" "16" -- "$LLAMI
 error "model as tokenizer" 1 "$m" -- "$LLAMIX" generate -m "$m" -z "$m"
 error "members with different vocab sizes" 1 "vocab" "$tmp/m20.bin" -- \
     "$LLAMIX" generate -m "$m" -m "$tmp/m20.bin" -z "$z" -e ce
-error "members with different tokenizers" 1 "$tmp/tok16b.bin" "differ" -- \
-    "$LLAMIX" generate -m "$m" -m "$tmp/m16b.bin" -z "$z" -z "$tmp/tok16b.bin"
+# Different tokenizers, one per member in order: the union vocabulary (issue 14).
+for mode in me ce ce-unite; do
+    works "members with different tokenizers, -e $mode" "$LLAMIX" generate -m "$m" -z "$z" -m "$tmp/m20.bin" \
+        -z "$tmp/tok20.bin" -e $mode -n 8 -s 1
+done
+case $(cat "$tmp/err") in *"unknown ids received"*) pass "different tokenizers: the summary counts unknown ids" ;;
+    *) failure "different tokenizers: the summary counts unknown ids" "no 'unknown ids received' on stderr" ;; esac
+error "-z count that fits neither one nor every member" 2 "3 tokenizers" "$tmp/tok20.bin" "$tmp/m20.bin" -- \
+    "$LLAMIX" generate -m "$m" -m "$tmp/m20.bin" -z "$z" -z "$tmp/tok20.bin" -z "$z"
+error "a member's tokenizer of the wrong size" 1 "$tmp/m20.bin" "$tmp/tok16b.bin" -- \
+    "$LLAMIX" generate -m "$m" -z "$z" -m "$tmp/m20.bin" -z "$tmp/tok16b.bin"
+error "different tokenizers with a batch" 1 "share one tokenizer" -- \
+    "$LLAMIX" generate -m "$m" -z "$z" -m "$tmp/m20.bin" -z "$tmp/tok20.bin" -N 2 -n 4 -s 1
 error "prompt the vocabulary cannot encode" 1 "encode" -- "$LLAMIX" generate -m "$m" -z "$z" -p "xyz"
 
 # ------------------------------------------------------------------ other subcommands
@@ -273,6 +220,28 @@ works "tokenize without -m (vocabulary from the file)" "$LLAMIX" tokenize -z "$z
 
 fi
 
+# ------------------------------------------------------------------ poisoned weights
+if [ "$part" != real ]; then
+# One NaN in the token embedding, which is also the classifier (v1, shared): offset 256 + 4 x 160.
+cp "$m" "$tmp/nan.bin"
+printf '\000\000\300\177' | dd of="$tmp/nan.bin" bs=1 seek=896 conv=notrunc 2>/dev/null
+printf 'hello world hello' >"$tmp/hello.txt"
+error "NaN weights: generate" 1 "nan.bin" "not finite" -- "$LLAMIX" generate -m "$tmp/nan.bin" -z "$z" -n 5 -s 1
+error "NaN weights: score" 1 "nan.bin" "not finite" -- "$LLAMIX" score -m "$tmp/nan.bin" -z "$z" -f "$tmp/hello.txt" -q
+fi
+
+# ------------------------------------------------------------------ interrupted bench
+if [ "$part" != real ]; then
+mkdir "$tmp/bt"
+TMPDIR=$tmp/bt "$LLAMIX" bench --shape 110M -k 2 -r 1 -n 1 -p 1 --no-limits >/dev/null 2>&1 &
+pid=$!
+sleep 1
+kill -INT $pid
+wait $pid
+if [ -z "$(ls -A "$tmp/bt")" ]; then pass "SIGINT while bench writes its members leaves nothing"
+else : >"$tmp/err"; : >"$tmp/out"; cmd="bench interrupted"; failure "SIGINT while bench writes its members leaves nothing" "left: $(ls -A "$tmp/bt")"; fi
+fi
+
 # ------------------------------------------------------------------ files that change under a run
 if [ "$part" != real ]; then
 # A checkpoint truncated while score reads it: one line naming the file, exit 1, no signal.
@@ -280,7 +249,8 @@ init "$tmp/big.bin" --shape 42M --vocab 16 -s 4
 for i in $(seq 3000); do printf 'hello world hello hello '; done >"$tmp/long.txt"
 "$LLAMIX" score -m "$tmp/big.bin" -z "$z" -f "$tmp/long.txt" -t 1 -q >/dev/null 2>"$tmp/race.err" &
 pid=$!
-sleep 1
+for i in $(seq 100); do grep -q big.bin "/proc/$pid/maps" 2>/dev/null && break; sleep 0.1; done # mapped
+sleep 0.3
 truncate -s 4096 "$tmp/big.bin"
 wait $pid
 status=$?
@@ -292,7 +262,7 @@ else cp "$tmp/race.err" "$tmp/err"; : >"$tmp/out"; failure "$cmd" "exit status $
 init "$tmp/big.bin" --shape 42M --vocab 16 -s 4
 "$LLAMIX" generate -m "$tmp/big.bin" -z "$z" -n 200 -t 1 -s 1 >/dev/null 2>"$tmp/race.err" &
 pid=$!
-sleep 1
+for i in $(seq 100); do grep -q big.bin "/proc/$pid/maps" 2>/dev/null && break; sleep 0.1; done
 init "$tmp/big.bin" --shape tiny -s 5
 wait $pid
 status=$?
@@ -342,6 +312,28 @@ EOF
     fi
     if [ -f "$models/tok105.bin" ]; then
         error "stories260K with tok105.bin" 1 "tok105.bin" "512" -- "$LLAMIX" generate -m "$s260" -z "$models/tok105.bin"
+    fi
+    # The real pair of different tokenizers (issue 14; the two-sample test of ME against CE is
+    # tests/test_vocab.c's real group).
+    if [ -f "$models/babyllama105.bin" ] && [ -f "$models/tok105.bin" ]; then
+        b105=$models/babyllama105.bin tok105=$models/tok105.bin
+        for mode in me ce ce-unite ce-mixture; do
+            works "stories260K + babyllama105 with their own tokenizers, -e $mode" "$LLAMIX" generate -m "$s260" \
+                -z "$tok512" -m "$b105" -z "$tok105" -w 0.6,0.4 -e $mode -p "Once upon a time" -n 40 -s 3
+        done
+        case $(cat "$tmp/err") in *"unknown ids received"*) pass "real pair: unknown ids in the summary" ;;
+            *) failure "real pair: unknown ids in the summary" "missing on stderr" ;; esac
+        error "real pair: -z once for two tokenizers' members" 1 "tok512.bin" -- \
+            "$LLAMIX" generate -m "$s260" -m "$b105" -z "$tok512" -z "$tok512" -n 4
+        error "real pair: tokenizers swapped" 1 "tok105.bin" "stories260K.bin" -- \
+            "$LLAMIX" generate -m "$s260" -z "$tok105" -m "$b105" -z "$tok512" -n 4
+        printf 'Once upon a time, there was a little girl named Lily. She loved to play outside.' >"$tmp/story.txt" # tok105 has no newline
+        works "real pair: score gives each member's bits per byte" "$LLAMIX" score -m "$s260" -z "$tok512" \
+            -m "$b105" -z "$tok105" -f "$tmp/story.txt" -q
+        if grep -q "bits/byte" "$tmp/out" && grep -q "needs one shared vocabulary" "$tmp/err"; then
+            pass "real pair: score says an ensemble score needs one vocabulary"
+        else failure "real pair: score says an ensemble score needs one vocabulary" "missing"; fi
+        works "real pair: bench" "$LLAMIX" bench -m "$s260" -z "$tok512" -m "$b105" -z "$tok105" -r 1 -n 16 -t 1
     fi
     if [ -f "$models/stories260K_q80_gs4.bin" ]; then
         error "a version 2 (Q8_0) checkpoint" 1 "stories260K_q80_gs4.bin" "version 2" -- \

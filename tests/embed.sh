@@ -19,51 +19,8 @@ for p in "$LLAMIX_EMBED" "$LLAMIX"; do
         exit 1
     fi
 done
-tmp=$(mktemp -d) || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-passed=0 failed=0
-
-pass() { passed=$((passed + 1)); echo "ok: $1"; }
-failure() { # failure NAME WHY: report, with the command and what it printed
-    failed=$((failed + 1))
-    echo "FAIL: $1: $2"
-    echo "      command: $cmd"
-    sed -n '1,6s/^/      stderr: /p' "$tmp/err"
-    sed -n '1,3s/^/      stdout: /p' "$tmp/out"
-}
-run() { # run CMD...: stdout, stderr and status into $tmp/out, $tmp/err, $status
-    cmd=$*
-    "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-    status=$?
-}
-
-# error NAME STATUS STRING... -- CMD...: CMD must exit with STATUS and print to stderr one line
-# that starts with "embed: " or "usage: embed" and contains every STRING.
-error() {
-    name=$1 want=$2
-    shift 2
-    printf '' >"$tmp/strings"
-    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
-        printf '%s\n' "$1" >>"$tmp/strings"
-        shift
-    done
-    shift
-    run "$@"
-    if [ "$status" -ne "$want" ]; then failure "$name" "exit status $status, want $want"; return; fi
-    lines=$(wc -l <"$tmp/err")
-    if [ "$lines" -ne 1 ] || [ -n "$(tail -c 1 "$tmp/err")" ]; then
-        failure "$name" "stderr has $lines lines, want exactly one"; return
-    fi
-    case $(cat "$tmp/err") in
-        "embed: "* | "usage: embed "*) ;;
-        *) failure "$name" "stderr does not start with 'embed: '"; return ;;
-    esac
-    while IFS= read -r s; do
-        if ! grep -qF -e "$s" "$tmp/err"; then failure "$name" "stderr does not mention '$s'"; return; fi
-    done <"$tmp/strings"
-    pass "$name"
-}
+. "$(dirname "$0")/harness.sh"
+error_starts="embed: |usage: embed "
 
 # works NAME CMD...: CMD must exit with 0, print nothing on stderr, and print the version line,
 # the text and the closing "N tokens, stopped by ..." line. The text goes to $tmp/text (with
@@ -100,25 +57,9 @@ if [ "$part" != real ]; then
 # A llama2.c tokenizer.bin written byte by byte (see tests/cli.sh): 16 pieces, character level
 # with merges, no byte tokens:
 #   0 <unk> 1 BOS 2 EOS 3 ' ' 4 e 5 h 6 l 7 o 8 w 9 r 10 d 11 he 12 ll 13 lo 14 ' h' 15 hello
-u8() { printf "\\$(printf %03o "$(($1 & 255))")"; }
-u32() { u8 "$1"; u8 $(($1 >> 8)); u8 $(($1 >> 16)); u8 $(($1 >> 24)); }
-f32() { # the float32 bits of the whole number $1 (|n| < 2^24)
-    _n=$1 _s=0 _e=0
-    if [ "$_n" -eq 0 ]; then u32 0; return; fi
-    if [ "$_n" -lt 0 ]; then _s=1 _n=$((-_n)); fi
-    while [ $((1 << (_e + 1))) -le "$_n" ]; do _e=$((_e + 1)); done
-    u32 $(((_s << 31) | ((_e + 127) << 23) | ((_n << (23 - _e)) & 0x7fffff)))
-}
-entry() { f32 "$1"; u32 "$(printf '%b' "$2" | wc -c)"; printf '%b' "$2"; } # entry SCORE PIECE
-tok16() {
-    u32 6; entry 0 '<unk>'; entry 0 '\n<s>\n'; entry 0 '\n</s>\n'
-    entry -1 ' '; entry -2 'e'; entry -3 'h'; entry -4 'l'; entry -5 'o'; entry -6 'w'
-    entry -7 'r'; entry -8 'd'; entry 1 'he'; entry 2 'll'; entry 0 'lo'; entry 3 ' h'; entry -9 'hello'
-}
-tok16 >"$tmp/tok16.bin"
-{ tok16; for p in a b c d; do entry -20 "$p"; done; } >"$tmp/tok20.bin"
+tok16 hello >"$tmp/tok16.bin"
+{ tok16 hello; for p in a b c d; do entry -20 "$p"; done; } >"$tmp/tok20.bin"
 
-init() { out=$1; shift; "$LLAMIX" init "$@" -o "$out" 2>"$tmp/init.err" || { cat "$tmp/init.err"; exit 1; }; }
 init "$tmp/m16.bin" --shape tiny --vocab 16 -s 1
 init "$tmp/m16b.bin" --shape tiny --vocab 16 -s 2 --version 0 --separate-classifier
 init "$tmp/m20.bin" --shape tiny --vocab 20 -s 3

@@ -44,10 +44,10 @@ cat >"$work/config.h" <<EOF
 #define PACKAGE_VERSION "${version:-unknown}"
 #define BLAS_PROVIDER "none"
 EOF
-lib_sources=""
-for f in "$top"/src/*.c; do
-    case ${f##*/} in main.c|cli.c|cmd_*.c) ;; *) lib_sources="$lib_sources $f" ;; esac
-done
+# The library's sources, and the program's (the library, the commands and the bench harness).
+lib_sources=$(echo "$top"/src/lib/*.c)
+program_sources="$lib_sources $(echo "$top"/src/cli/*.c "$top"/bench/[a-z]*.c | sed 's|[^ ]*/matmul_bench.c||')"
+includes="-I$work -I$top/include -I$top/src/lib -I$top/src/cli -I$top/bench"
 
 # ------------------------------------------------------------------ fixtures
 # A 16-piece tokenizer written byte by byte (llama2.c tokenizer.bin), for the random models.
@@ -68,7 +68,7 @@ echo "leakcheck: valgrind"
 if ! command -v valgrind >/dev/null 2>&1; then as_root_install valgrind; fi
 if ! command -v valgrind >/dev/null 2>&1; then
     skip "valgrind is not installed (apt-get install valgrind, as root)"
-elif ! gcc -std=gnu11 -O1 -g -Wno-unknown-pragmas -I"$work" -I"$top/src" "$top"/src/*.c -lm \
+elif ! gcc -std=gnu11 -O1 -g -Wno-unknown-pragmas $includes $program_sources -lm \
         -o "$work/llamix" >"$work/build.log" 2>&1; then
     cat "$work/build.log"
     fail "building llamix for valgrind"
@@ -183,7 +183,7 @@ else
     TSAN_OPTIONS=$tsan_env "$work/race" >/dev/null 2>"$work/race.log"
     if [ $? -eq 66 ] && grep -q "data race" "$work/race.log"; then
         pass "TSan negative control: a deliberate race is reported"
-        tsan_flags="-std=gnu11 -g -O1 -fopenmp -fsanitize=thread -Wno-unknown-pragmas -I$work -I$top/src -I$top/tests"
+        tsan_flags="-std=gnu11 -g -O1 -fopenmp -fsanitize=thread -Wno-unknown-pragmas $includes -I$top/tests"
         # shellcheck disable=SC2086,SC2046
         if clang $tsan_flags "$top/tests/test_forward.c" "$top/tests/testutil.c" "$top/tests/stats.c" \
                 $lib_sources $(pkg-config --cflags --libs cmocka 2>/dev/null || echo -lcmocka) -lm \
@@ -197,7 +197,7 @@ else
             cat "$work/tsan-build.log"; fail "building test_forward with TSan"
         fi
         # shellcheck disable=SC2086,SC2046
-        if clang $tsan_flags "$top"/src/*.c -lm -o "$work/llamix_tsan" >"$work/tsan-build2.log" 2>&1; then
+        if clang $tsan_flags $program_sources -lm -o "$work/llamix_tsan" >"$work/tsan-build2.log" 2>&1; then
             T=$work/llamix_tsan
             "$T" init --dim 128 --hidden-dim 768 --layers 1 --heads 4 --kv-heads 4 --vocab 16 --seq-len 48 \
                 -o "$work/wide.bin" 2>/dev/null

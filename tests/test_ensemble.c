@@ -37,32 +37,6 @@ static void ensemble_open(Ensemble *e, const TestMembers *ms, const double *w, E
         fail_msg("ensemble_init: %s", err->message);
 }
 
-static void append(Ensemble *e, const int *tokens, int n)
-{
-    LxError err[1];
-    if (ensemble_append(e, tokens, n, err))
-        fail_msg("ensemble_append: %s", err->message);
-}
-
-static int step(Ensemble *e)
-{
-    LxError err[1];
-    int token;
-    if (ensemble_step(e, &token, NULL, NULL, err))
-        fail_msg("ensemble_step: %s", err->message);
-    return token;
-}
-
-static void distribution(Ensemble *e, double *q)
-{
-    LxError err[1];
-    float f[64];
-    if (ensemble_distribution(e, f, err))
-        fail_msg("ensemble_distribution: %s", err->message);
-    for (int i = 0; i < e->vocab_size; i++)
-        q[i] = f[i];
-}
-
 /* sum_k w_k S(p_k) computed from scratch: each member's own state, the scalar reference forward
  * over the whole sequence, and the sampler's transform. */
 static void mixture_from_scratch(const TestMembers *ms, const double *w, SamplerParams p,
@@ -128,11 +102,11 @@ static void test_per_step_identity(void **state)
             ensemble_open(&me, &ms, weights[wi], LX_MODE_ME, settings[s], 77 + s);
             ensemble_open(&ce, &ms, weights[wi], LX_MODE_CE, settings[s], 78 + s);
             int prompt[3] = {TOKEN_BOS, 5, 9};
-            append(&me, prompt, 3);
-            append(&ce, prompt, 3);
+            test_append(&me, prompt, 3);
+            test_append(&ce, prompt, 3);
             for (int t = 0; t < 12; t++) {
                 double q[16], members[16], scratch[16];
-                distribution(&ce, q); /* CE syncs every member every step */
+                test_distribution(&ce, q); /* CE syncs every member every step */
                 mixture_of_members(&me, members);
                 mixture_from_scratch(&ms, me.weights, settings[s], me.tokens, me.n_tokens, scratch);
                 for (int x = 0; x < 16; x++) {
@@ -140,13 +114,13 @@ static void test_per_step_identity(void **state)
                     worst_scratch = fmax(worst_scratch, fabs(members[x] - scratch[x]));
                 }
                 /* ME steps; sometimes a token more, so the next sync catches up several */
-                int token = step(&me);
-                append(&me, &token, 1);
-                append(&ce, &token, 1);
+                int token = test_step(&me);
+                test_append(&me, &token, 1);
+                test_append(&ce, &token, 1);
                 if (t % 3 == 0) {
                     int extra = (token + 3) % 16;
-                    append(&me, &extra, 1);
-                    append(&ce, &extra, 1);
+                    test_append(&me, &extra, 1);
+                    test_append(&ce, &extra, 1);
                 }
                 for (int k = 0; k < 3 && t % 4 == 1; k++) /* CE synced at every step */
                     assert_non_null(ensemble_sync(&ce, k, NULL));
@@ -168,7 +142,7 @@ static void draw_counts(Ensemble *e, long n, long *counts)
 {
     memset(counts, 0, sizeof(long) * (size_t)e->vocab_size);
     for (long i = 0; i < n; i++)
-        counts[step(e)]++;
+        counts[test_step(e)]++;
 }
 
 static double p_value(const long *counts, const double *q, int n)
@@ -184,12 +158,12 @@ static void check_marginal(const TestMembers *ms, const double *w, const double 
     ensemble_open(&ce, ms, w, LX_MODE_CE, sp, seed + 1);
     ensemble_open(&wrong, ms, w_wrong, LX_MODE_CE, sp, seed + 2);
     int prompt[4] = {TOKEN_BOS, 7, 3, 11};
-    append(&me, prompt, 4);
-    append(&ce, prompt, 4);
-    append(&wrong, prompt, 4);
+    test_append(&me, prompt, 4);
+    test_append(&ce, prompt, 4);
+    test_append(&wrong, prompt, 4);
     double q[16], q_wrong[16];
-    distribution(&ce, q);
-    distribution(&wrong, q_wrong);
+    test_distribution(&ce, q);
+    test_distribution(&wrong, q_wrong);
     long counts[16];
     draw_counts(&me, DRAWS, counts);
     double p = p_value(counts, q, 16), p_wrong = p_value(counts, q_wrong, 16);
@@ -234,19 +208,19 @@ static void sequence_probabilities(const TestMembers *ms, const double *w, Sampl
     Ensemble ce;
     ensemble_open(&ce, ms, w, LX_MODE_CE, sp, 1);
     double q1[SEQ_V], q2[SEQ_V], q3[SEQ_V];
-    append(&ce, prompt, n_prompt);
-    distribution(&ce, q1);
+    test_append(&ce, prompt, n_prompt);
+    test_distribution(&ce, q1);
     for (int a = 0; a < SEQ_V; a++) {
         ensemble_reset(&ce);
-        append(&ce, prompt, n_prompt);
-        append(&ce, &a, 1);
-        distribution(&ce, q2);
+        test_append(&ce, prompt, n_prompt);
+        test_append(&ce, &a, 1);
+        test_distribution(&ce, q2);
         for (int b = 0; b < SEQ_V; b++) {
             ensemble_reset(&ce);
-            append(&ce, prompt, n_prompt);
-            append(&ce, &a, 1);
-            append(&ce, &b, 1);
-            distribution(&ce, q3);
+            test_append(&ce, prompt, n_prompt);
+            test_append(&ce, &a, 1);
+            test_append(&ce, &b, 1);
+            test_distribution(&ce, q3);
             for (int c = 0; c < SEQ_V; c++)
                 prob[(a * SEQ_V + b) * SEQ_V + c] = q1[a] * q2[b] * q3[c];
         }
@@ -286,12 +260,12 @@ static void sample_sequences(Ensemble *e, const int *prompt, int n_prompt, long 
     memset(counts, 0, sizeof(long) * SEQ_CELLS);
     for (long r = 0; r < runs; r++) {
         ensemble_reset(e);
-        append(e, prompt, n_prompt);
+        test_append(e, prompt, n_prompt);
         int cell = 0;
         for (int t = 0; t < SEQ_L; t++) {
-            int token = broken ? broken_me_step(e) : step(e);
+            int token = broken ? broken_me_step(e) : test_step(e);
             cell = cell * SEQ_V + token;
-            append(e, &token, 1);
+            test_append(e, &token, 1);
         }
         counts[cell]++;
     }
@@ -341,14 +315,14 @@ static void test_catch_up_equals_every_step(void **state)
         ensemble_open(&every, &ms, NULL, LX_MODE_CE, params(1, 0, 1, 0), 1);
         ensemble_open(&lazy, &ms, NULL, LX_MODE_CE, params(1, 0, 1, 0), 1);
         int token = TOKEN_BOS;
-        append(&every, &token, 1);
-        append(&lazy, &token, 1);
+        test_append(&every, &token, 1);
+        test_append(&lazy, &token, 1);
         for (int t = 0; t < m; t++) {
             for (int i = 0; i < 2; i++)
                 assert_non_null(ensemble_sync(&every, i, err));
             token = (token * 7 + 3) % 16;
-            append(&every, &token, 1);
-            append(&lazy, &token, 1);
+            test_append(&every, &token, 1);
+            test_append(&lazy, &token, 1);
         }
         for (int i = 0; i < 2; i++) {
             const float *a = ensemble_sync(&every, i, err), *b = ensemble_sync(&lazy, i, err);
@@ -382,12 +356,12 @@ static void test_ce_mixture(void **state)
         ensemble_open(&me, &ms, W2, LX_MODE_ME, settings[s], 40 + s);
         ensemble_open(&ce, &ms, W2, LX_MODE_CE, settings[s], 50 + s);
         ensemble_open(&mix, &ms, W2, LX_MODE_CE_MIXTURE, settings[s], 60 + s);
-        append(&me, prompt, 3);
-        append(&ce, prompt, 3);
-        append(&mix, prompt, 3);
+        test_append(&me, prompt, 3);
+        test_append(&ce, prompt, 3);
+        test_append(&mix, prompt, 3);
         double q_ce[16], q_mix[16];
-        distribution(&ce, q_ce);
-        distribution(&mix, q_mix);
+        test_distribution(&ce, q_ce);
+        test_distribution(&mix, q_mix);
         long counts[16], mix_counts[16];
         draw_counts(&me, DRAWS, counts);
         draw_counts(&mix, DRAWS, mix_counts);
@@ -429,10 +403,10 @@ static void test_selection_and_counts(void **state)
     for (int r = 0; r < RUNS; r++) {
         ensemble_reset(&me);
         int bos = TOKEN_BOS;
-        append(&me, &bos, 1);
+        test_append(&me, &bos, 1);
         long before[3] = {0, 0, 0};
         for (int t = 0; t < STEPS; t++) {
-            int token = step(&me);
+            int token = test_step(&me);
             long calls = 0;
             for (int i = 0; i < 3; i++) {
                 long d = me.members[i].forward_calls - before[i];
@@ -441,7 +415,7 @@ static void test_selection_and_counts(void **state)
                 before[i] = me.members[i].forward_calls;
             }
             assert_int_equal(calls, 1); /* ME: exactly one forward per generated token */
-            append(&me, &token, 1);
+            test_append(&me, &token, 1);
         }
     }
     long total = (long)RUNS * STEPS;
@@ -455,10 +429,10 @@ static void test_selection_and_counts(void **state)
     }
     /* CE runs every member once per token */
     int bos = TOKEN_BOS;
-    append(&ce, &bos, 1);
+    test_append(&ce, &bos, 1);
     for (int t = 0; t < STEPS; t++) {
-        int token = step(&ce);
-        append(&ce, &token, 1);
+        int token = test_step(&ce);
+        test_append(&ce, &token, 1);
     }
     for (int i = 0; i < 3; i++) {
         assert_int_equal(ce.members[i].forward_calls, STEPS);
@@ -489,14 +463,14 @@ static void test_single_member(void **state)
         Rng rng;
         rng_seed(&rng, 42);
         int token = TOKEN_BOS;
-        append(&e, &token, 1);
+        test_append(&e, &token, 1);
         float logits[16];
         for (int pos = 0; pos < 30; pos++) {
             assert_int_equal(forward(&ms.models[0], &st, &token, 1, pos, logits, 0, err), 0);
             int want = sampler_sample(&s, logits, &rng, NULL);
-            int got = step(&e);
+            int got = test_step(&e);
             assert_int_equal(got, want);
-            append(&e, &got, 1);
+            test_append(&e, &got, 1);
             token = got;
         }
         sampler_free(&s);
@@ -517,8 +491,8 @@ static void test_greedy(void **state)
     ensemble_open(&ce, &ms, W3, LX_MODE_CE, params(0, 0, 1, 0), 3);
     ensemble_open(&me, &ms, W3, LX_MODE_ME, params(0, 0, 1, 0), 3);
     int prompt[2] = {TOKEN_BOS, 6};
-    append(&ce, prompt, 2);
-    append(&me, prompt, 2);
+    test_append(&ce, prompt, 2);
+    test_append(&me, prompt, 2);
     double mix[16] = {0};
     int member_argmax[3];
     for (int i = 0; i < 3; i++) {
@@ -533,9 +507,9 @@ static void test_greedy(void **state)
     for (int x = 1; x < 16; x++)
         if (mix[x] > mix[best])
             best = x;
-    assert_int_equal(step(&ce), best);
+    assert_int_equal(test_step(&ce), best);
     for (int t = 0; t < 50; t++) {
-        int token = step(&me);
+        int token = test_step(&me);
         assert_true(token == member_argmax[0] || token == member_argmax[1] || token == member_argmax[2]);
     }
     ensemble_free(&ce);
@@ -618,14 +592,14 @@ static void test_real_ensemble(void **state)
         assert_int_equal(e.n_ctx, 256);
         int prompt[64], n;
         assert_int_equal(tokenizer_encode(tok, "Once upon a time", 1, 0, prompt, 64, &n, err), 0);
-        append(&e, prompt, n);
+        test_append(&e, prompt, n);
         char text[4096] = "";
         for (int t = 0; t < 60; t++) {
-            int token = step(&e);
+            int token = test_step(&e);
             if (token == TOKEN_BOS || token == TOKEN_EOS)
                 break;
             strncat(text, tokenizer_decode(tok, e.tokens[e.n_tokens - 1], token), sizeof text - strlen(text) - 1);
-            append(&e, &token, 1);
+            test_append(&e, &token, 1);
         }
         print_message("    %s: Once upon a time%s\n", lx_mode_name((EnsembleMode)mode), text);
         assert_true(strlen(text) > 20);

@@ -46,32 +46,6 @@ static void open_ensemble(Ensemble *e, const TestMembers *ms, const double *w, c
         fail_msg("ensemble_init: %s", err->message);
 }
 
-static void append(Ensemble *e, const int *tokens, int n)
-{
-    LxError err[1];
-    if (ensemble_append(e, tokens, n, err))
-        fail_msg("ensemble_append: %s", err->message);
-}
-
-static int step(Ensemble *e)
-{
-    LxError err[1];
-    int token;
-    if (ensemble_step(e, &token, NULL, NULL, err))
-        fail_msg("ensemble_step: %s", err->message);
-    return token;
-}
-
-static void distribution(Ensemble *e, double *q)
-{
-    LxError err[1];
-    float f[64];
-    if (ensemble_distribution(e, f, err))
-        fail_msg("ensemble_distribution: %s", err->message);
-    for (int i = 0; i < e->vocab_size; i++)
-        q[i] = f[i];
-}
-
 /* The planted router of the exactness tests: the weights flip with the previous token,
  * W3 after an even token, W3_SWAPPED after an odd one. */
 static Router *flip_router(int vocab)
@@ -101,17 +75,17 @@ static void test_constant_router_is_the_weights(void **state)
         open_ensemble(&a, &ms, W3, NULL, (LxMode)mode, params(0.9f, 0, 0.9f), 5);
         open_ensemble(&b, &ms, NULL, c, (LxMode)mode, params(0.9f, 0, 0.9f), 5);
         int bos = TOKEN_BOS;
-        append(&a, &bos, 1);
-        append(&b, &bos, 1);
+        test_append(&a, &bos, 1);
+        test_append(&b, &bos, 1);
         for (int t = 0; t < 60; t++) {
             double qa[16], qb[16];
-            distribution(&a, qa);
-            distribution(&b, qb);
+            test_distribution(&a, qa);
+            test_distribution(&b, qb);
             assert_memory_equal(qa, qb, sizeof qa);
-            int x = step(&a), y = step(&b);
+            int x = test_step(&a), y = test_step(&b);
             assert_int_equal(x, y);
-            append(&a, &x, 1);
-            append(&b, &y, 1);
+            test_append(&a, &x, 1);
+            test_append(&b, &y, 1);
         }
         ensemble_free(&a);
         ensemble_free(&b);
@@ -151,7 +125,7 @@ static void draw_counts(Ensemble *e, long n, long *counts)
 {
     memset(counts, 0, sizeof(long) * (size_t)e->vocab_size);
     for (long i = 0; i < n; i++)
-        counts[step(e)]++;
+        counts[test_step(e)]++;
 }
 
 /* At contexts ending in an even and an odd token: CE's q under the router is sum_k r_k(c) S(p_k);
@@ -174,11 +148,11 @@ static void test_routed_one_step(void **state)
             open_ensemble(&ce, &ms, NULL, r, LX_MODE_CE, settings[s], 400 + 10 * s + li);
             open_ensemble(&fixed, &ms, W3, NULL, LX_MODE_ME, settings[s], 500 + 10 * s + li);
             int prompt[4] = {TOKEN_BOS, 9, 2, lasts[li]};
-            append(&me, prompt, 4);
-            append(&ce, prompt, 4);
-            append(&fixed, prompt, 4);
+            test_append(&me, prompt, 4);
+            test_append(&ce, prompt, 4);
+            test_append(&fixed, prompt, 4);
             double q[16], by_hand[16];
-            distribution(&ce, q);
+            test_distribution(&ce, q);
             routed_by_hand(&ce, router_row(r, lasts[li]), by_hand);
             for (int x = 0; x < 16; x++)
                 worst = fmax(worst, fabs(q[x] - by_hand[x]));
@@ -215,19 +189,19 @@ static void sequence_probabilities(const TestMembers *ms, const Router *r, Sampl
     Ensemble ce;
     open_ensemble(&ce, ms, NULL, r, LX_MODE_CE, sp, 1);
     double q1[SEQ_V], q2[SEQ_V], q3[SEQ_V];
-    append(&ce, prompt, n_prompt);
-    distribution(&ce, q1);
+    test_append(&ce, prompt, n_prompt);
+    test_distribution(&ce, q1);
     for (int a = 0; a < SEQ_V; a++) {
         ensemble_reset(&ce);
-        append(&ce, prompt, n_prompt);
-        append(&ce, &a, 1);
-        distribution(&ce, q2);
+        test_append(&ce, prompt, n_prompt);
+        test_append(&ce, &a, 1);
+        test_distribution(&ce, q2);
         for (int b = 0; b < SEQ_V; b++) {
             ensemble_reset(&ce);
-            append(&ce, prompt, n_prompt);
-            append(&ce, &a, 1);
-            append(&ce, &b, 1);
-            distribution(&ce, q3);
+            test_append(&ce, prompt, n_prompt);
+            test_append(&ce, &a, 1);
+            test_append(&ce, &b, 1);
+            test_distribution(&ce, q3);
             for (int c = 0; c < SEQ_V; c++)
                 prob[(a * SEQ_V + b) * SEQ_V + c] = q1[a] * q2[b] * q3[c];
         }
@@ -240,12 +214,12 @@ static void sample_sequences(Ensemble *e, const int *prompt, int n_prompt, long 
     memset(counts, 0, sizeof(long) * SEQ_CELLS);
     for (long run = 0; run < runs; run++) {
         ensemble_reset(e);
-        append(e, prompt, n_prompt);
+        test_append(e, prompt, n_prompt);
         int cell = 0;
         for (int t = 0; t < SEQ_L; t++) {
-            int token = step(e);
+            int token = test_step(e);
             cell = cell * SEQ_V + token;
-            append(e, &token, 1);
+            test_append(e, &token, 1);
         }
         counts[cell]++;
     }
@@ -362,10 +336,10 @@ static int *sample_text(const TestMembers *ms, const Router *r, uint64_t seed, l
     for (int s = 0; s < GEN_SEQS; s++) {
         ensemble_reset(&e);
         int bos = TOKEN_BOS;
-        append(&e, &bos, 1);
+        test_append(&e, &bos, 1);
         for (int t = 0; t < GEN_C - 1; t++) {
-            int x = step(&e);
-            append(&e, &x, 1);
+            int x = test_step(&e);
+            test_append(&e, &x, 1);
             text[at++] = x;
         }
     }

@@ -121,3 +121,30 @@ int test_ensemble_init(Ensemble *e, const Model *const *models, const double *w,
     EnsembleParams params = {.weights = w, .n_ctx = n_ctx, .mode = mode, .sampler = p, .seed = seed};
     return ensemble_init(e, models, k, NULL, 0, &params, err);
 }
+
+void test_append(Ensemble *e, const int *tokens, int n)
+{
+    LxError err[1];
+    if (ensemble_append(e, tokens, n, err))
+        fail_msg("ensemble_append: %s", err->message);
+}
+
+int test_step(Ensemble *e)
+{
+    LxError err[1];
+    int token;
+    if (ensemble_step(e, &token, NULL, NULL, err))
+        fail_msg("ensemble_step: %s", err->message);
+    return token;
+}
+
+void test_distribution(Ensemble *e, double *q)
+{
+    LxError err[1];
+    float f[256];
+    assert_true(e->vocab_size <= 256);
+    if (ensemble_distribution(e, f, err))
+        fail_msg("ensemble_distribution: %s", err->message);
+    for (int i = 0; i < e->vocab_size; i++)
+        q[i] = f[i];
+}

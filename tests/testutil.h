@@ -34,6 +34,12 @@ void test_members_close(TestMembers *ms);
 int test_ensemble_init(Ensemble *e, const Model *const *models, const double *w, int k, int n_ctx,
                        LxMode mode, SamplerParams p, uint64_t seed, LxError *err);
 
+/* ensemble_append, ensemble_step and ensemble_distribution (q as doubles, V <= 256) that fail the
+ * test on error. */
+void test_append(Ensemble *e, const int *tokens, int n);
+int test_step(Ensemble *e);
+void test_distribution(Ensemble *e, double *q);
+
 /* Write bytes to a new temporary file named into path (>= 256 bytes). */
 void test_write_bytes(char *path, const void *data, size_t size);
 void test_remove(const char *path);

@@ -32,9 +32,11 @@ static void usage(FILE *out)
         "ensemble (me: one member per token, caught up lazily), interleaved in one process, and\n"
         "measures the machine's memory bandwidth and sgemm peak in the same run.\n\n"
         "  -m, --model PATH       a checkpoint; repeat for members (or give them as arguments)\n"
+        "  -z, --tokenizer PATH   one per member when their tokenizers differ: then CE and ME of the\n"
+        "                         real text path side by side, with the union vocabulary's cost per token\n"
         "      --shape NAME       random members of a shape instead: 260K, 15M, 42M, 110M, tiny\n"
-        "                         (default " DEFAULT_SHAPE "), seeds -s, -s+1, ...; written to a temporary\n"
-        "                         directory and deleted as soon as they are mapped\n"
+        "                         (default " DEFAULT_SHAPE "), seeds -s, -s+1, ...; written to TMPDIR\n"
+        "                         (atomically) and deleted as soon as they are mapped\n"
         "  -k, --members LIST     ensemble sizes, e.g. 3 or 1,2,3,4 (default: all -m models, or %d)\n"
         "  -p, --n-prompt LIST    prompt lengths (default %d)\n"
         "  -n, --n-gen LIST       tokens generated after the prompt (default %d; 0: prompt only)\n"
@@ -96,8 +98,8 @@ static int parse_list(const char *option, const char *text, long min, long max, 
 }
 
 typedef struct {
-    char *paths[CLI_MAX_MEMBERS];
-    int n_paths, json;
+    char *paths[CLI_MAX_MEMBERS], *tok_paths[CLI_MAX_MEMBERS];
+    int n_paths, n_toks, json;
     const char *json_file;
     BenchPlan plan;
 } Options;
@@ -117,7 +119,7 @@ static int parse_options(int argc, char **argv, Options *o)
         {"top-p", required_argument, 0, OPT_TOP_P}, {"top-k", required_argument, 0, OPT_TOP_K},
         {"bw-mib", required_argument, 0, OPT_BW}, {"no-limits", no_argument, 0, OPT_NO_LIMITS},
         {"router", required_argument, 0, OPT_ROUTER}, {"sequences", required_argument, 0, OPT_SEQUENCES},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"tokenizer", required_argument, 0, 'z'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     BenchPlan *p = &o->plan;
     memset(o, 0, sizeof *o);
@@ -133,7 +135,7 @@ static int parse_options(int argc, char **argv, Options *o)
     unsigned long long seed = 1;
     int opt;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "m:k:p:n:r:t:e:o:s:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:z:k:p:n:r:t:e:o:s:h", options, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
         case 'm':
@@ -142,6 +144,13 @@ static int parse_options(int argc, char **argv, Options *o)
                 return EXIT_USAGE;
             }
             o->paths[o->n_paths++] = optarg;
+            break;
+        case 'z':
+            if (o->n_toks == CLI_MAX_MEMBERS) {
+                cli_error("-z: at most %d tokenizers", CLI_MAX_MEMBERS);
+                return EXIT_USAGE;
+            }
+            o->tok_paths[o->n_toks++] = optarg;
             break;
         case OPT_SHAPE: p->shape = optarg; break;
         case 'k': bad = parse_list("-k", optarg, 1, CLI_MAX_MEMBERS, 0, p->ks, &p->nk); break;
@@ -233,6 +242,23 @@ int cmd_bench(int argc, char **argv)
         }
     } else if (cli_open_models(o.paths, p->n_models, models)) {
         return EXIT_RUNTIME;
+    }
+    if (o.n_toks > 0) { /* -z: tokenizers per member; different ones take the union path */
+        LxTokenizer *toks[CLI_MAX_MEMBERS];
+        status = cli_open_member_tokenizers(o.paths, models, o.n_paths, o.tok_paths, o.n_toks, toks);
+        if (status == 0) {
+            if (o.n_toks > 1 && cli_tokenizers_differ(toks, o.n_toks))
+                status = bench_vocab(models, o.n_paths, toks, &p->sampler, p->ns[0] ? p->ns[0] : DEFAULT_GEN, p->reps,
+                                     p->ts[0], p->seed);
+            else
+                status = -1; /* one vocabulary: the tokenizer is not needed, go on as without -z */
+            cli_free_tokenizers(toks, o.n_toks);
+        }
+        if (status >= 0) {
+            bench_report_free(&R);
+            cli_close_models(models, p->n_models);
+            return status;
+        }
     }
     p->models = models;
     status = EXIT_RUNTIME;

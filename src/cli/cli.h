@@ -41,6 +41,13 @@ void cli_close_models(LxModel **models, int k);
  * checks across members (one per member or one for all, identical) are the library's. */
 int cli_open_tokenizers(char *const *paths, int n, int vocab_size, LxTokenizer **tokenizers);
 void cli_free_tokenizers(LxTokenizer **tokenizers, int n);
+/* The -z rule (tokenizers.c): n is 1 (for all) or k (member i's is paths[i]); each is opened
+ * with its member's vocabulary size. Returns 0, or, after printing one line naming the files,
+ * EXIT_USAGE (a count that fits neither) or EXIT_RUNTIME (a file that does not open or fit). */
+int cli_open_member_tokenizers(char *const *model_paths, LxModel **models, int k, char *const *paths, int n,
+                               LxTokenizer **tokenizers);
+/* 1 if the n tokenizers are not all the same (different pieces or sizes). */
+int cli_tokenizers_differ(LxTokenizer *const *tokenizers, int n);
 
 /* Write n bytes to stdout; on failure print "llamix: standard output: REASON" once and return
  * -1 (later calls return -1 silently). cli_flush flushes and checks the same way. */
@@ -67,6 +74,11 @@ typedef struct {
     LxEnsembleParams ensemble;
 } BatchOptions;
 int generate_batch(const BatchOptions *o, LxModel **models, int k, LxTokenizer **toks, int n_tokenizers);
+
+/* `llamix bench` for members with different tokenizers (bench_vocab.c): CE and ME side by side
+ * and the union vocabulary's cost per token, as a markdown table on stdout. */
+int bench_vocab(LxModel **models, int k, LxTokenizer **toks, const LxSamplerParams *sampler, int n_gen, int reps,
+                int threads, unsigned long long seed);
 
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -14,7 +14,8 @@ static void usage(FILE *out)
         "usage: llamix generate -m MODEL [-m MODEL ...] -z TOKENIZER [options]\n"
         "       llamix generate MODEL [MODEL ...] -z TOKENIZER [options]\n\n"
         "  -m, --model PATH      a llama2.c checkpoint; repeat for an ensemble\n"
-        "  -z, --tokenizer PATH  tokenizer.bin (default: tokenizer.bin); one, or one per member\n"
+        "  -z, --tokenizer PATH  tokenizer.bin (default: tokenizer.bin); one for all, or one per member\n"
+        "                        in member order (different ones meet in a union vocabulary)\n"
         "  -p, --prompt TEXT     the prompt (default: empty, generation starts from BOS)\n"
         "  -n, --n-predict N     tokens to generate (default 256; -1: until the context is full)\n"
         "  -c, --ctx-size N      context length (default: prompt + N, at most the smallest seq_len)\n"
@@ -24,7 +25,7 @@ static void usage(FILE *out)
         "      --min-p P         drop tokens below P x the top probability (default 0 = off)\n"
         "  -s, --seed N          random seed (default: from the clock, printed on stderr)\n"
         "  -w, --weights LIST    member weights, e.g. 0.5,0.3,0.2 (default: uniform)\n"
-        "  -e, --ensemble MODE   me (default), ce, or ce-mixture\n"
+        "  -e, --ensemble MODE   me (default), ce, ce-mixture, or ce-unite\n"
         "      --router FILE     member weights per token from a router file (llamix score\n"
         "                        --fit-router) instead of -w; ME stays exact and one member per token\n"
         "  -r, --stop STR        stop before the first STR in the text (repeatable)\n"
@@ -42,8 +43,12 @@ static void usage(FILE *out)
         "k ~ w per token and samples from S(p_k): the same distribution, one forward per token.\n"
         "ce-mixture applies S to the mixture sum_k w_k p_k instead (the paper's code): a different\n"
         "distribution, equal to the others only at temperature 1 without truncation.\n"
+        "With --top-k K, ce-mixture first keeps only the union of the members' top-K tokens, as the\n"
+        "paper's code does. ce-unite is the paper's UniTE-style baseline (K from --top-k, default 10).\n"
         "Greedy (--temp 0): ce and ce-mixture take the argmax of sum_k w_k p_k; me can only take the\n"
-        "argmax of the member it picked, which is not the same output.\n");
+        "argmax of the member it picked, which is not the same output.\n"
+        "Members with different tokenizers (-z once per member) meet in the union of their pieces'\n"
+        "strings; every member is fed each drawn string by one fixed rule, so me is still exactly ce.\n");
 }
 
 enum { OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_PROMPTS, OPT_PARALLEL, OPT_ROUTER };
@@ -112,7 +117,7 @@ static int parse(int argc, char **argv, Options *o)
         case OPT_ROUTER: o->router_path = optarg; break;
         case 'e':
             if (lx_mode_parse(optarg, &o->ensemble.mode, &err)) {
-                cli_error("--ensemble: '%s' is not one of me, ce, ce-mixture", optarg);
+                cli_error("--ensemble: '%s' is not one of me, ce, ce-mixture, ce-unite", optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -179,9 +184,15 @@ static void summary(const Options *o, LxEnsemble *e, LxModel **models, const LxG
     for (int i = 0; i < o->k; i++) {
         long calls, tokens;
         lx_ensemble_member_counts(e, i, &calls, &tokens);
-        fprintf(stderr, "llamix: member %d (%s, weight %.3f): %ld forward calls, %ld tokens processed\n",
+        fprintf(stderr, "llamix: member %d (%s, weight %.3f): %ld forward calls, %ld tokens processed",
                 i + 1, lx_model_path(models[i]), w[i], calls, tokens);
+        if (!lx_ensemble_shared_vocabulary(e))
+            fprintf(stderr, ", %ld unknown ids received", lx_ensemble_member_unknown(e, i));
+        fprintf(stderr, "\n");
     }
+    if (!lx_ensemble_shared_vocabulary(e))
+        fprintf(stderr, "llamix: union vocabulary of %d strings; mapping and feeding back %.2f us per token\n",
+                lx_ensemble_vocab_size(e), st->n_generated ? 1e6 * lx_ensemble_mapping_seconds(e) / st->n_generated : 0.0);
 }
 
 int cmd_generate(int argc, char **argv)
@@ -218,11 +229,12 @@ int cmd_generate(int argc, char **argv)
     LxRouter *router = NULL;
     size_t max_prompt = strlen(o.prompt) + 3;
     int *prompt = malloc(sizeof(int) * max_prompt);
-    if (cli_open_tokenizers(o.tokenizer_paths, o.n_tokenizers, lx_model_config(models[0]).vocab_size, toks)) {
+    if ((status = cli_open_member_tokenizers(o.model_paths, models, o.k, o.tokenizer_paths, o.n_tokenizers, toks))) {
         cli_close_models(models, o.k);
         free(prompt);
-        return EXIT_RUNTIME;
+        return status;
     }
+    status = EXIT_RUNTIME;
     if (o.router_path) {
         if (lx_router_open(o.router_path, &router, &err)) {
             cli_error("--router: %s", err.message);
@@ -236,14 +248,23 @@ int cmd_generate(int argc, char **argv)
         status = generate_batch(&bo, models, o.k, toks, o.n_tokenizers);
         goto done;
     }
-    if (!prompt || lx_tokenize(toks[0], o.prompt, 1, 0, prompt, (int)max_prompt, &n_prompt, &err)) {
-        cli_error("prompt: %s", prompt ? err.message : "out of memory");
-        goto done;
+    /* The prompt's tokens: with one tokenizer per member, the longest of their encodings bounds
+     * the context. */
+    int longest = 0;
+    for (int i = o.n_tokenizers - 1; i >= 0; i--) { /* member 0's last: it stays in prompt */
+        if (!prompt || lx_tokenize(toks[i], o.prompt, 1, 0, prompt, (int)max_prompt, &n_prompt, &err)) {
+            cli_error("prompt: %s%s%s", o.n_tokenizers > 1 ? o.tokenizer_paths[i] : "", o.n_tokenizers > 1 ? ": " : "",
+                      prompt ? err.message : "out of memory");
+            goto done;
+        }
+        longest = n_prompt > longest ? n_prompt : longest;
     }
-    /* The context: -c, or only what this run needs (prompt + -n), at most every member's seq_len. */
+    /* The context: -c, or only what this run needs (prompt + -n), at most every member's seq_len.
+     * With a tokenizer per member a drawn string may take several of a member's ids: all of it. */
     int usable = lx_models_context(models, o.k);
     if (o.n_ctx == 0)
-        o.ensemble.n_ctx = o.n_predict < 0 || o.n_predict > usable - n_prompt ? usable : n_prompt + o.n_predict;
+        o.ensemble.n_ctx = o.n_predict < 0 || o.n_tokenizers > 1 || o.n_predict > usable - longest ? usable
+                                                                                                : longest + o.n_predict;
     else if (o.n_ctx > usable) {
         cli_error("-c: %d is more than the %d positions %s holds (seq_len)", o.n_ctx, usable,
                   o.k > 1 ? "the smallest member" : o.model_paths[0]);
@@ -251,8 +272,8 @@ int cmd_generate(int argc, char **argv)
         goto done;
     } else
         o.ensemble.n_ctx = o.n_ctx;
-    if (n_prompt > o.ensemble.n_ctx) {
-        cli_error("the prompt is %d tokens but the context is %d (%s)", n_prompt, o.ensemble.n_ctx,
+    if (longest > o.ensemble.n_ctx) {
+        cli_error("the prompt is %d tokens but the context is %d (%s)", longest, o.ensemble.n_ctx,
                   o.n_ctx ? "-c" : "the smallest member's seq_len");
         status = EXIT_USAGE;
         goto done;
@@ -262,7 +283,9 @@ int cmd_generate(int argc, char **argv)
         goto done;
     }
 
-    /* Echo the prompt, then the generated text as it is released. */
+    /* Echo the prompt, then the generated text as it is released. Different vocabularies: each
+     * member encodes the prompt itself (lx_generate), and the echo is member 0's. */
+    int shared = lx_ensemble_shared_vocabulary(e);
     for (int i = 1; i < n_prompt; i++) {
         const char *piece = lx_token_text(toks[0], prompt[i - 1], prompt[i]);
         if (cli_write(piece, strlen(piece)))
@@ -272,7 +295,8 @@ int cmd_generate(int argc, char **argv)
         goto done;
     LxGenerateParams g = {.n_predict = o.n_predict, .stop = o.stop, .n_stop = o.n_stop};
     LxGenerateStats stats;
-    if (lx_generate_tokens(e, prompt, n_prompt, &g, print_token, NULL, &stats, &err)) {
+    if (shared ? lx_generate_tokens(e, prompt, n_prompt, &g, print_token, NULL, &stats, &err)
+               : lx_generate(e, o.prompt, &g, print_token, NULL, &stats, &err)) {
         status = cli_library_error(&err);
         goto done;
     }

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,8 @@ int main(int argc, char **argv)
     /* The one process-wide choice, made here and not in the library: llamix's threads split every
      * product and call BLAS on their own slices, so BLAS must not start threads of its own. */
     lx_blas_single_thread();
+    /* A closed pipe on stdout is a write error to report (EPIPE), not a silent death. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

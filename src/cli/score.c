@@ -15,6 +15,41 @@
 #define EM_TOL 1e-10 /* nats per token: stop EM when a step gains less */
 #define DEFAULT_ROUTER_PRIOR 10.0
 
+/* Members of different tokenizers: each scored alone with its own, in bits per byte (their
+ * token counts differ, so per-token numbers do not compare); no ensemble score. */
+static int score_each_member(char **model_paths, LxModel **models, int k, LxTokenizer **toks, char **tok_paths,
+                             const char *text_path, int context, int threads, int quiet)
+{
+    char *text = NULL;
+    size_t length;
+    LxError err;
+    if (lx_read_text(text_path, &text, &length, &err)) {
+        cli_error("%s", err.message);
+        return EXIT_RUNTIME;
+    }
+    printf("%-9s %8s %10s %10s %10s  %s\n", "#name", "tokens", "nll_nats", "bits/tok", "bits/byte", "model (tokenizer)");
+    for (int i = 0; i < k; i++) {
+        LxScore *s = NULL;
+        LxScoreParams sp = {.context = context, .threads = threads};
+        if (lx_score_text(&models[i], 1, toks[i], text, &sp, &s, &err)) {
+            cli_error("%s%s: %s", err.status == LX_ERR_CONTEXT && context ? "-c: " : "", model_paths[i], err.message);
+            free(text);
+            return err.status == LX_ERR_CONTEXT ? EXIT_USAGE : EXIT_RUNTIME;
+        }
+        double nll = lx_score_member_nll(s, 0), n = (double)lx_score_tokens(s);
+        printf("member%-3d %8ld %10.4f %10.4f %10.4f  %s (%s)\n", i + 1, lx_score_tokens(s), nll, nll / log(2.0),
+               n * nll / ((double)length * log(2.0)), model_paths[i], tok_paths[i]);
+        lx_score_free(s);
+    }
+    free(text);
+    if (cli_flush())
+        return EXIT_RUNTIME;
+    (void)quiet;
+    fprintf(stderr, "llamix: the members' tokenizers differ: each is scored alone in bits per byte; an ensemble "
+            "score needs one shared vocabulary\n");
+    return EXIT_OK;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -22,7 +57,8 @@ static void usage(FILE *out)
         "Scores a text with each member and with their mixture: tokens scored, mean negative\n"
         "log-likelihood (nats per token), bits per token, and perplexity.\n\n"
         "  -m, --model PATH      a llama2.c checkpoint; repeat for an ensemble\n"
-        "  -z, --tokenizer PATH  tokenizer.bin (default: tokenizer.bin); one, or one per member\n"
+        "  -z, --tokenizer PATH  tokenizer.bin (default: tokenizer.bin); one, or one per member (if\n"
+        "                        they differ, each member is scored alone, in bits per byte)\n"
         "  -f, --file PATH       the text to score (UTF-8; - for standard input)\n"
         "  -c, --ctx-size N      window length in tokens, BOS included (default: the smallest\n"
         "                        member's seq_len; from 2 to that)\n"
@@ -158,9 +194,21 @@ int cmd_score(int argc, char **argv)
     char *text = NULL;
     LxScore *score = NULL;
     LxRouter *router = NULL, *fitted_router = NULL;
-    if (cli_open_tokenizers(tokenizer_paths, n_tokenizers, lx_model_config(models[0]).vocab_size, toks)) {
+    if ((status = cli_open_member_tokenizers(model_paths, models, k, tokenizer_paths, n_tokenizers, toks))) {
         cli_close_models(models, k);
-        return EXIT_RUNTIME;
+        return status;
+    }
+    status = EXIT_RUNTIME;
+    if (cli_tokenizers_differ(toks, n_tokenizers)) {
+        if (fit_weights || router_path || fit_router_path) {
+            cli_error("--fit-weights, --router and --fit-router need members that share one tokenizer");
+            status = EXIT_USAGE;
+        } else {
+            status = score_each_member(model_paths, models, k, toks, tokenizer_paths, text_path, context, threads, quiet);
+        }
+        cli_free_tokenizers(toks, n_tokenizers);
+        cli_close_models(models, k);
+        return status;
     }
     if (router_path && lx_router_open(router_path, &router, &err)) {
         cli_error("%s", err.message);
@@ -214,6 +262,16 @@ int cmd_score(int argc, char **argv)
         score_print_json(stdout, &report);
     else
         score_print_table(stdout, &report);
+    if (!json) {
+        /* Bits per byte: the measure that stays comparable when tokenizers differ. */
+        double bytes_ln2 = (double)length * log(2.0), n = (double)lx_score_tokens(score);
+        printf("# bits per byte (%zu bytes):", length);
+        for (int i = 0; i < k; i++)
+            printf(" member %d %.4f", i + 1, n * lx_score_member_nll(score, i) / bytes_ln2);
+        if (k > 1)
+            printf(", ensemble %.4f", n * lx_score_ensemble_nll(score, weights) / bytes_ln2);
+        printf("\n");
+    }
     if (cli_flush())
         goto done;
     if (!quiet)

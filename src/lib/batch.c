@@ -67,6 +67,12 @@ LxStatus lx_batch_new(LxModel *const *models, int k, LxTokenizer *const *tokeniz
         free(b);
         return er->status;
     }
+    if (b->engine.vocab) { /* the slots share one token sequence layout: one vocabulary only */
+        ensemble_free(&b->engine);
+        free(b);
+        return (LxStatus)fail(er, LX_ERR_ARGUMENT, "many sequences at once need members that share one tokenizer "
+                              "(%s and %s differ)", tokenizer_path(tokenizers[0]), tokenizer_path(tokenizers[1]));
+    }
     /* The sequences' ensembles are made from the settings as given (weights normalised once, as
      * in a lone run, so ME's member thresholds are the same to the last bit). */
     b->params = *params;

@@ -32,10 +32,14 @@ const char *lx_stop_name(LxStopReason reason)
 }
 
 
+/* Room for one token's text: more than any real piece needs (the pending text grows past it
+ * only for a longer one). */
+#define PENDING_TOKEN_BYTES 1024
+
 static int pending_add(Pending *p, const char *text, size_t n)
 {
     if (p->length + n + 1 > p->capacity) {
-        size_t capacity = 2 * (p->length + n + 1);
+        size_t capacity = 2 * (p->length + n + 1) > p->reserve ? 2 * (p->length + n + 1) : p->reserve;
         char *bigger = realloc(p->text, capacity);
         if (!bigger)
             return -1;
@@ -101,6 +105,14 @@ int generation_begin(Generation *g, const int *prompt, int n_prompt, int n_ctx, 
     for (int i = 0; i < g->params.n_stop; i++)
         if (!g->params.stop[i] || !g->params.stop[i][0])
             return fail(err, LX_ERR_ARGUMENT, "stop string %d is empty", i + 1);
+    /* The pending text never holds more than the longest stop string and one token's text: the
+     * first token allocates that once, so memory stays flat however long the generation (and
+     * a Generation that never sees a token holds nothing). */
+    size_t longest = 0;
+    for (int i = 0; i < g->params.n_stop; i++)
+        if (strlen(g->params.stop[i]) > longest)
+            longest = strlen(g->params.stop[i]);
+    g->pending.reserve = longest + PENDING_TOKEN_BYTES;
     g->prev = prompt[n_prompt - 1];
     g->start = g->first = g->last = now_seconds();
     g->done = g->params.n_predict == 0;
@@ -124,7 +136,7 @@ int generation_token(Generation *g, Ensemble *e, int token, int member, float pr
     st->n_generated++;
     ev.logprob = logf(prob);
     /* The text: released now, held back, or cut at a stop string. */
-    const char *text = e->tokenizer ? tokenizer_decode(e->tokenizer, g->prev, token) : "";
+    const char *text = ensemble_text(e, g->prev, token);
     size_t at = 0, n_release;
     if (pending_add(pending, text, strlen(text))) {
         g->done = 1;
@@ -148,7 +160,7 @@ int generation_token(Generation *g, Ensemble *e, int token, int member, float pr
         g->done = 1;
         return 0;
     }
-    if (e->n_tokens == e->n_ctx) {
+    if (!ensemble_fits(e, token)) {
         st->stop = LX_STOP_CONTEXT;
         g->done = 1;
         return 0;
@@ -178,6 +190,22 @@ void generation_end(Generation *g, LxStatus status, LxGenerateStats *stats)
         *stats = g->stats;
 }
 
+/* The loop, once the prompt is in e and g has begun. */
+static LxStatus generate_loop(LxEnsemble *e, Generation *g, LxGenerateStats *stats, LxError *er)
+{
+    LxStatus status = LX_OK;
+    while (!g->done) {
+        int token, member = -1;
+        float prob;
+        if (ensemble_step(e, &token, &member, &prob, er) || generation_token(g, e, token, member, prob, er)) {
+            status = er->status;
+            break;
+        }
+    }
+    generation_end(g, status, stats);
+    return status;
+}
+
 LxStatus lx_generate_tokens(LxEnsemble *e, const int *prompt, int n_prompt, const LxGenerateParams *params,
                             LxTokenCallback callback, void *user, LxGenerateStats *stats, LxError *err)
 {
@@ -189,17 +217,7 @@ LxStatus lx_generate_tokens(LxEnsemble *e, const int *prompt, int n_prompt, cons
     ensemble_seed(e, e->params.seed);
     if (ensemble_append(e, prompt, n_prompt, er))
         return er->status;
-    LxStatus status = LX_OK;
-    while (!g.done) {
-        int token, member = -1;
-        float prob;
-        if (ensemble_step(e, &token, &member, &prob, er) || generation_token(&g, e, token, member, prob, er)) {
-            status = er->status;
-            break;
-        }
-    }
-    generation_end(&g, status, stats);
-    return status;
+    return generate_loop(e, &g, stats, er);
 }
 
 LxStatus lx_generate(LxEnsemble *e, const char *prompt, const LxGenerateParams *params,
@@ -208,6 +226,15 @@ LxStatus lx_generate(LxEnsemble *e, const char *prompt, const LxGenerateParams *
     LxError local, *er = err ? err : &local;
     if (!e->tokenizer)
         return (LxStatus)fail(er, LX_ERR_ARGUMENT, "this ensemble has no tokenizer: use lx_generate_tokens");
+    if (e->vocab) {
+        /* Different vocabularies: each member encodes the prompt with its own tokenizer. */
+        Generation g;
+        ensemble_seed(e, e->params.seed);
+        if (ensemble_prompt(e, prompt, er) ||
+            generation_begin(&g, e->tokens, e->n_tokens, e->n_ctx, params, callback, user, er))
+            return er->status;
+        return generate_loop(e, &g, stats, er);
+    }
     size_t length = strlen(prompt);
     if (length > (size_t)INT_MAX - 3)
         return (LxStatus)fail(er, LX_ERR_ARGUMENT, "the prompt is too long (%zu bytes)", length);

@@ -357,6 +357,13 @@ float tokenizer_score(const Tokenizer *t, int id);
 int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int *tokens,
                      int max_tokens, int *n_tokens, LxError *err);
 
+/* The pieces that spell exactly the bytes[0..n) (which may hold NUL), for a text that is a part
+ * of a longer one (the union vocabulary's feeding back, vocab.c): no BOS, no dummy prefix, no
+ * EOS; merges as above; a byte with no piece and no byte token becomes the id unknown, which
+ * merges with nothing, and *n_unknown counts them. n + 1 ids always suffice. */
+int tokenizer_encode_bytes(const Tokenizer *t, const char *bytes, size_t n, int unknown, int *tokens,
+                           int max_tokens, int *n_tokens, int *n_unknown, LxError *err);
+
 /* The text to print for `token` following `prev`: strips the leading space after BOS, turns
  * "<0xXX>" into that byte, and returns "" for a single byte that is an ASCII control character
  * other than whitespace (bytes >= 0x80 are kept: they are parts of UTF-8 characters).
@@ -433,6 +440,46 @@ int sample_from_probs(const float *probs, int n, float coin);
 /* Index of the largest value, lowest index on ties. */
 int argmax(const float *x, int n);
 
+/* ============================== vocab ======================================================= */
+/* the union vocabulary U of members whose tokenizers differ, each member's map into it, and the
+ * rule that feeds a union token back to every member (vocab.c, which says why ME stays exact).
+ * U ids: 0 the unknown symbol, 1 end of text, 2 reserved (never mass), 3.. the distinct decoded
+ * piece strings, in order of first appearance (member 0's ids first). */
+
+#define VOCAB_UNKNOWN 0
+#define VOCAB_END 1
+#define VOCAB_RESERVED 2
+
+typedef struct {
+    int k;              /* members */
+    int size;           /* |U| */
+    char **strings;     /* (|U|) each u's bytes, NUL-terminated (may hold NUL: see lengths) */
+    int *lengths;       /* (|U|) */
+    int **to_union;     /* (k, V_k) member id -> u */
+    int **feed;         /* (k) member k's ids for every u, concatenated */
+    int **feed_at;      /* (k, |U| + 1) u's ids are feed[k][feed_at[k][u] .. feed_at[k][u + 1]) */
+    int **feed_unknown; /* (k, |U|) how many of them are the member's unknown id */
+    int **single;       /* (k, |U|) the member's one piece spelling exactly u, or -1 */
+    char *text;         /* storage of the strings */
+    size_t text_used;
+    int *table;         /* hash of strings -> u, open addressing, -1 empty */
+    size_t table_mask;
+} Vocab;
+
+/* Build U and every member's feeding-back encodings from k tokenizers. On failure *v is zeroed. */
+int vocab_init(Vocab *v, const Tokenizer *const *toks, int k, LxError *err);
+void vocab_free(Vocab *v); /* safe on a zeroed Vocab */
+/* q (|U|) += w p mapped: q[to_union[k][i]] += w p[i] for i < V (member k's V). */
+void vocab_add(const Vocab *v, int k, const float *p, int V, float w, float *q);
+/* Member k's ids for u, and their count. */
+static inline const int *vocab_feed(const Vocab *v, int k, int u, int *n)
+{
+    *n = v->feed_at[k][u + 1] - v->feed_at[k][u];
+    return v->feed[k] + v->feed_at[k][u];
+}
+/* The text to print for u after prev (tokenizer_decode's rules); points into v. */
+const char *vocab_text(const Vocab *v, int prev, int u);
+
 /* ============================== ensemble ==================================================== */
 /* K members, one shared token sequence, and the two ways to sample from the mixture.
  *
@@ -444,7 +491,16 @@ int argmax(const float *x, int n);
  *        ensemble_sync() runs all the tokens it has not seen in one batched forward.
  *   CE-mixture: mixes the raw p_k first and applies temperature/top-k/top-p to the mixture, as the
  *        paper's own code does. A different distribution: it equals CE and ME only at T = 1
- *        without truncation.
+ *        without truncation. With top-k > 0 the mixture is first restricted to the union of the
+ *        members' top-k tokens and renormalised (the paper's code again); with a union vocabulary
+ *        and top-k > 0 the paper's code is CE-unite.
+ *   CE-unite (UniTE-style, the paper's baseline for different vocabularies): the union X of every
+ *        member's top-k tokens (k from top-k, else 10); member k scores u in X by the sum of its
+ *        p_k over the ids spelling u, or, lacking u, by p_k of the first id of feed(k, u); each
+ *        member's scores are renormalised over X, mixed with the weights, and S applied.
+ * Different vocabularies (e->vocab): the sequence holds union ids; every member keeps its own ids
+ * (Member.tokens), and CE maps each S(p_k), taken in the member's own vocabulary, into U (vocab.c
+ * says why ME stays exact). Routers key on one vocabulary's ids and are refused there.
  * Greedy (T = 0): CE takes the argmax of the mixture; ME can only take the argmax of the member
  * it picked, which is not CE's greedy output.
  *
@@ -471,6 +527,12 @@ typedef struct {
     float *logits;       /* (V) next-token logits after the last sync */
     long forward_calls;  /* counters */
     long tokens_processed;
+    /* Only when the members' vocabularies differ (e->vocab set): */
+    const Tokenizer *tokenizer; /* the member's own */
+    Sampler sampler;     /* S in the member's own vocabulary */
+    int *tokens;         /* (n_ctx) its own ids: its prompt, then feed(k, u) of every union token */
+    int n_tokens;
+    long unknown;        /* unknown ids it received by feeding back */
 } Member;
 
 struct LxEnsemble {
@@ -491,6 +553,11 @@ struct LxEnsemble {
     Rng member_rng;       /* coins for ME's member choice: its own stream */
     float *probs;         /* (V) scratch: S(p_k) */
     float *mix;           /* (V) scratch: the mixture */
+    Vocab *vocab;         /* the union vocabulary when the tokenizers differ (then V = |U|); NULL: one */
+    double map_seconds;   /* time spent mapping into U and feeding back, since the reset */
+    float *values;        /* (V) scratch of the top-k modes */
+    unsigned char *mark;  /* (V) scratch: the union of the members' top-k */
+    void *ranked;         /* (max V_k) scratch (probability, id) pairs */
 };
 typedef struct LxEnsemble Ensemble;
 
@@ -509,8 +576,16 @@ int weights_normalise(const double *in, int k, double *out, LxError *err);
 /* The longest context every member supports: the smallest seq_len. */
 int models_context(const Model *const *models, int k);
 
-/* Append tokens to the shared sequence (no forward runs here). LX_ERR_CONTEXT if full. */
+/* Append tokens to the shared sequence (no forward runs here). LX_ERR_CONTEXT if full. With a
+ * union vocabulary the tokens are union ids and every member gets feed(k, u) of each. */
 int ensemble_append(Ensemble *e, const int *tokens, int n, LxError *err);
+/* 1 if token can still be appended without filling any member's context. */
+int ensemble_fits(const Ensemble *e, int token);
+/* Union vocabulary only: reset, then give each member text encoded by its own tokenizer (BOS,
+ * dummy prefix); the union sequence becomes member 0's prompt mapped into U. */
+int ensemble_prompt(Ensemble *e, const char *text, LxError *err);
+/* The text of token after prev: the tokenizer's, or the union string's. */
+const char *ensemble_text(const Ensemble *e, int prev, int token);
 
 /* Bring member i up to date: one batched forward over every token it has not seen (classifier on
  * the last row only). Returns its next-token logits (V), or NULL with a message. */
@@ -543,6 +618,7 @@ void ensemble_seed(Ensemble *e, uint64_t seed);
 typedef struct {
     char *text;
     size_t length, capacity;
+    size_t reserve; /* what the first token allocates: the longest stop string and one token's text */
 } Pending;
 
 typedef struct {
@@ -686,6 +762,10 @@ double score_member_nll(const ScoreTable *t, int i);
  *     -(1/N) sum_t log sum_k w_k exp(logp[k][t])        (log-sum-exp, so nothing underflows).
  * By Jensen (log is concave) it is at most sum_k w_k * score_member_nll(t, k). */
 double score_ensemble_nll(const ScoreTable *t, const double *w);
+
+/* One token's log sum_k w_k p_k(x_t) (t's column j), stable; resp (K), if not NULL, gets the
+ * responsibilities w_k p_k(x_t) / sum. Members with w_k = 0 take no part. */
+double score_log_mixture(const ScoreTable *t, const double *w, long j, double *resp);
 
 /* Perplexity exp(nll) and bits per token nll / ln 2. */
 double score_perplexity(double nll);

@@ -337,31 +337,11 @@ int router_save(const Router *r, const char *path, LxError *err)
 
 /* ------------------------------------------------------------------ routed likelihoods */
 
-/* log sum_k w_k exp(logp_k(x_j)) with a max shift (members with w_k = 0 take no part); resp (K),
- * if not NULL, gets the responsibilities w_k p_k / sum. */
-static double log_routed(const ScoreTable *t, long j, const double *w, double *resp)
-{
-    const size_t N = (size_t)t->n;
-    double a[SCORE_MAX_MEMBERS], max = -INFINITY;
-    for (int i = 0; i < t->k; i++) {
-        a[i] = w[i] > 0 ? log(w[i]) + t->logp[i * N + (size_t)j] : -INFINITY;
-        if (a[i] > max)
-            max = a[i];
-    }
-    double sum = 0;
-    for (int i = 0; i < t->k; i++)
-        sum += w[i] > 0 ? exp(a[i] - max) : 0;
-    double lq = max + log(sum);
-    for (int i = 0; resp && i < t->k; i++)
-        resp[i] = w[i] > 0 ? exp(a[i] - lq) : 0;
-    return lq;
-}
-
 double router_nll(const ScoreTable *t, const double *routes)
 {
     double sum = 0;
     for (long j = 0; j < t->n; j++)
-        sum -= log_routed(t, j, routes + (size_t)j * (size_t)t->k, NULL);
+        sum -= score_log_mixture(t, routes + (size_t)j * (size_t)t->k, j, NULL);
     return sum / (double)t->n;
 }
 
@@ -418,7 +398,7 @@ static double table_pass(const Router *r, const ScoreTable *t, const int *ctx, d
     }
     for (long j = 0; j < t->n; j++) {
         int c = ctx[j];
-        f += log_routed(t, j, router_row(r, c), next ? resp : NULL);
+        f += score_log_mixture(t, router_row(r, c), j, next ? resp : NULL);
         if (next) {
             for (int i = 0; i < K; i++)
                 next[(size_t)c * K + i] += resp[i];
@@ -483,7 +463,7 @@ int router_fit_table(Router *r, const ScoreTable *t, const int *ctx, int max_ite
     }
     double lsum = 0;
     for (long j = 0; j < t->n; j++)
-        lsum -= log_routed(t, j, router_row(r, ctx[j]), NULL);
+        lsum -= score_log_mixture(t, router_row(r, ctx[j]), j, NULL);
     fit->nll = lsum / (double)t->n;
     free(next);
     free(count);

@@ -105,13 +105,16 @@ int score_member(const Model *m, const int *tokens, long n, const ScoreOptions *
         int rows = (int)(b - a);
         input[0] = TOKEN_BOS;
         memcpy(input + 1, tokens + a, sizeof(int) * (size_t)(rows - 1));
-        for (int r0 = 0; r0 < rows; r0 += B) {
+        for (int r0 = 0; r0 < rows && status == 0; r0 += B) {
             int T = rows - r0 < B ? rows - r0 : B;
             if ((status = forward(m, &st, input + r0, T, r0, logits, 1, err)))
                 break;
-            for (int r = 0; r < T; r++) {
+            for (int r = 0; r < T && status == 0; r++) {
                 long target = a + r0 + r; /* the token row r0 + r predicts */
                 double lp = log_softmax_at(logits + (size_t)r * V, V, tokens[target]);
+                if (!isfinite(lp)) /* NaN or infinite weights reach the logits */
+                    status = fail(err, LX_ERR_FILE, "%s: the log-probability of token %ld is not finite "
+                                  "(the checkpoint has NaN or infinite weights?)", m->path, target);
                 logp[target - 1] = lp;
                 nll_sum -= lp;
             }
@@ -139,7 +142,7 @@ double score_member_nll(const ScoreTable *t, int i)
 /* log q(x_t) = log sum_k w_k p_k(x_t), as max + log sum exp(a_k - max) with a_k = log w_k +
  * log p_k(x_t). If resp is not NULL it gets the responsibilities r_k = exp(a_k - log q), (K).
  * Members with w_k = 0 take no part (a_k = -inf); at least one weight must be positive. */
-static double log_mixture(const ScoreTable *t, const double *w, long j, double *resp)
+double score_log_mixture(const ScoreTable *t, const double *w, long j, double *resp)
 {
     const size_t N = (size_t)t->n;
     double a[SCORE_MAX_MEMBERS], max = -INFINITY;
@@ -161,7 +164,7 @@ double score_ensemble_nll(const ScoreTable *t, const double *w)
 {
     double sum = 0;
     for (long j = 0; j < t->n; j++)
-        sum -= log_mixture(t, w, j, NULL);
+        sum -= score_log_mixture(t, w, j, NULL);
     return sum / (double)t->n;
 }
 
@@ -195,7 +198,7 @@ static double em_pass(const ScoreTable *t, const double *w, double *next)
     for (int i = 0; i < t->k; i++)
         next[i] = 0;
     for (long j = 0; j < t->n; j++) {
-        sum -= log_mixture(t, w, j, resp);
+        sum -= score_log_mixture(t, w, j, resp);
         for (int i = 0; i < t->k; i++)
             next[i] += resp[i];
     }

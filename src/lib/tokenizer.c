@@ -448,11 +448,13 @@ static Pair heap_pop(Pair *heap, int *n)
 }
 
 /* Push the pair (left, right) if their concatenation is a piece llama2.c would merge. */
-static void push_pair(const Tokenizer *t, const Symbol *sym, Pair *heap, int *n, int left, int right)
+static void push_pair(const Tokenizer *t, const Symbol *sym, Pair *heap, int *n, int left, int right, int barrier)
 {
     if (left < 0 || right < 0)
         return;
     int a = sym[left].id, b = sym[right].id;
+    if (a == barrier || b == barrier)
+        return; /* an unknown id stands for bytes the vocabulary lacks: it merges with nothing */
     int id = lookup2(t, t->pieces[a], (size_t)t->lengths[a], t->pieces[b], (size_t)t->lengths[b]);
     if (id < 0 || !(t->scores[id] > MERGE_SCORE_FLOOR))
         return;
@@ -460,13 +462,15 @@ static void push_pair(const Tokenizer *t, const Symbol *sym, Pair *heap, int *n,
     heap_push(heap, n, p);
 }
 
-/* Steps 2 and 3: the dummy prefix and one symbol per character (or per byte), into sym[]. */
-static int initial_symbols(const Tokenizer *t, const char *text, size_t n, Symbol *sym, int *n_sym,
-                           LxError *err)
+/* Steps 2 and 3: the dummy prefix (if prefix) and one symbol per character (or per byte), into
+ * sym[]. A byte the vocabulary cannot say is an error, or, with unknown >= 0, that id (counted
+ * in *n_unknown). */
+static int initial_symbols(const Tokenizer *t, const char *text, size_t n, int prefix, int unknown,
+                           Symbol *sym, int *n_sym, int *n_unknown, LxError *err)
 {
     const unsigned char *s = (const unsigned char *)text;
     int k = 0;
-    if (n > 0 && t->space_id >= 0)
+    if (prefix && n > 0 && t->space_id >= 0)
         sym[k++].id = t->space_id;
     size_t i = 0;
     while (i < n) {
@@ -482,7 +486,7 @@ static int initial_symbols(const Tokenizer *t, const char *text, size_t n, Symbo
             /* Byte fallback: sentencepiece's byte pieces "<0x00>".."<0xFF>" sit at ids 3..258. A
              * vocabulary without them (character-level ones) has no way to say this character. */
             for (size_t b = i; b < j; b++) {
-                if (t->byte_id[s[b]] >= 0)
+                if (t->byte_id[s[b]] >= 0 || unknown >= 0)
                     continue;
                 char why[64];
                 if (t->n_byte_tokens == 0)
@@ -499,8 +503,10 @@ static int initial_symbols(const Tokenizer *t, const char *text, size_t n, Symbo
                 return fail(err, LX_ERR_ARGUMENT, "cannot encode invalid UTF-8 at byte offset %zu (bytes%s): %s", i,
                             hex, why);
             }
-            for (size_t b = i; b < j; b++)
-                sym[k++].id = t->byte_id[s[b]];
+            for (size_t b = i; b < j; b++) {
+                sym[k++].id = t->byte_id[s[b]] >= 0 ? t->byte_id[s[b]] : unknown;
+                *n_unknown += t->byte_id[s[b]] < 0;
+            }
         }
         i = j;
     }
@@ -508,13 +514,13 @@ static int initial_symbols(const Tokenizer *t, const char *text, size_t n, Symbo
     return 0;
 }
 
-int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int *tokens,
-                     int max_tokens, int *n_tokens, LxError *err)
+/* The encoder under tokenizer_encode and tokenizer_encode_bytes: text (n bytes), BOS, the dummy
+ * prefix and EOS as asked, unrepresentable bytes an error or the id unknown. */
+static int encode(const Tokenizer *t, const char *text, size_t n, int bos, int prefix, int eos, int unknown,
+                  int *tokens, int max_tokens, int *n_tokens, int *n_unknown, LxError *err)
 {
     *n_tokens = 0;
-    if (!text)
-        return fail(err, LX_ERR_ARGUMENT, "tokenizer_encode: text is NULL");
-    size_t n = strlen(text);
+    *n_unknown = 0;
     /* At most one symbol per byte plus the dummy prefix; the heap holds the initial pairs plus
      * two per merge, under 3 per symbol. */
     size_t cap = n + 1;
@@ -527,7 +533,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int
         free(heap);
         return fail(err, LX_ERR_MEMORY, "cannot encode: out of memory for %zu bytes of text", n);
     }
-    int n_sym = 0, rc = initial_symbols(t, text, n, sym, &n_sym, err);
+    int n_sym = 0, rc = initial_symbols(t, text, n, prefix, unknown, sym, &n_sym, n_unknown, err);
     if (rc) {
         free(sym);
         free(heap);
@@ -541,7 +547,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int
     /* Step 4: the merges, best score first, leftmost on ties. */
     int n_heap = 0, alive = n_sym;
     for (int i = 0; i + 1 < n_sym; i++)
-        push_pair(t, sym, heap, &n_heap, i, i + 1);
+        push_pair(t, sym, heap, &n_heap, i, i + 1, unknown);
     while (n_heap > 0) {
         Pair p = heap_pop(heap, &n_heap);
         Symbol *l = &sym[p.left], *r = &sym[p.right];
@@ -553,8 +559,8 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int
             sym[r->next].prev = p.left;
         r->id = -1; /* dead: no entry can match it again */
         alive--;
-        push_pair(t, sym, heap, &n_heap, l->prev, p.left);
-        push_pair(t, sym, heap, &n_heap, p.left, l->next);
+        push_pair(t, sym, heap, &n_heap, l->prev, p.left, unknown);
+        push_pair(t, sym, heap, &n_heap, p.left, l->next, unknown);
     }
 
     int need = alive + (bos != 0) + (eos != 0);
@@ -574,6 +580,24 @@ int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int
     free(sym);
     free(heap);
     return 0;
+}
+
+int tokenizer_encode(const Tokenizer *t, const char *text, int bos, int eos, int *tokens,
+                     int max_tokens, int *n_tokens, LxError *err)
+{
+    int n_unknown;
+    *n_tokens = 0;
+    if (!text)
+        return fail(err, LX_ERR_ARGUMENT, "tokenizer_encode: text is NULL");
+    return encode(t, text, strlen(text), bos, 1, eos, -1, tokens, max_tokens, n_tokens, &n_unknown, err);
+}
+
+int tokenizer_encode_bytes(const Tokenizer *t, const char *bytes, size_t n, int unknown, int *tokens,
+                           int max_tokens, int *n_tokens, int *n_unknown, LxError *err)
+{
+    if (unknown < 0 || unknown >= t->vocab_size)
+        return fail(err, LX_ERR_ARGUMENT, "unknown id %d is outside %s's vocabulary", unknown, t->path);
+    return encode(t, bytes, n, 0, 0, 0, unknown, tokens, max_tokens, n_tokens, n_unknown, err);
 }
 
 /* ------------------------------------------------------------------ decoding */

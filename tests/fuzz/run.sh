@@ -24,7 +24,7 @@ targets=${FUZZ_TARGETS:-model tokenizer encode}
 # shellcheck disable=SC2034
 {
     max_len_model=8192 max_len_tokenizer=8192 max_len_encode=1024
-    sources_model="util.c model.c kernels.c forward.c"
+    sources_model="util.c atomic_file.c model.c kernels.c kernels_x86.c forward.c forward_reference.c"
     sources_tokenizer="util.c tokenizer.c"
     sources_encode="util.c tokenizer.c"
 }
@@ -68,14 +68,14 @@ cat >"$work/config.h" <<EOF
 #define PACKAGE_VERSION "${version:-unknown}"
 #define BLAS_PROVIDER "none"
 EOF
-common="-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wno-unknown-pragmas -I$work -I$top/src"
+common="-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wno-unknown-pragmas -I$work -I$top/include -I$top/src/lib"
 sanitize="address,undefined -fno-sanitize-recover=all"
 build() { # build TARGET: objects of its library sources, then the fuzzer binary
     local t=$1 objs="" src var
     var=sources_$t
     mkdir -p "$work/obj-$t"
     for src in ${!var}; do
-        "$clang" $common -fsanitize=fuzzer-no-link,$sanitize -c "$top/src/$src" -o "$work/obj-$t/${src%.c}.o" || return 1
+        "$clang" $common -fsanitize=fuzzer-no-link,$sanitize -c "$top/src/lib/$src" -o "$work/obj-$t/${src%.c}.o" || return 1
         objs="$objs $work/obj-$t/${src%.c}.o"
     done
     "$clang" $common -fsanitize=fuzzer,$sanitize -DFUZZ_NO_MAIN "$here/fuzz_$t.c" "$here/replay.c" $objs -lm \

@@ -120,20 +120,8 @@ fi
 fi
 
 # ------------------------------------------------------------------ the real models
-models=${LLAMIX_MODELS:-}
 if [ "$part" = real ]; then
-    if [ -z "$models" ] || [ ! -f "$models/stories260K.bin" ] || [ ! -f "$models/tok512.bin" ]; then
-        echo "SKIP: the real models (LLAMIX_MODELS='$models' has no stories260K.bin and tok512.bin)"
-        exit 77
-    fi
-    s260=$models/stories260K.bin tok512=$models/tok512.bin
-    # llama2.c test_all.py: run stories260K.bin -z tok512.bin -t 0.0 -n 200 (embed makes 48 tokens)
-    cat >"$tmp/expected" <<'EOF'
-Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.
-Lily's mom said, "Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with your ball, but I can't find it."
-Lily was sad and didn't know what to do. She said, "I'm sorry, Lily. I didn't know what to do."
-Lily didn't want to help her mom, so she
-EOF
+    real_models_or_skip
     if works "stories260K greedy" "$LLAMIX_EMBED" -t 0 "$s260" "$tok512"; then
         starts_with "stories260K greedy: the start of llama2.c's text" "$tmp/expected"
     fi

@@ -72,3 +72,21 @@ tok16() {
     entry -7 'r'; entry -8 'd'; entry 1 'he'; entry 2 'll'; entry 0 'lo'; entry 3 ' h'; entry -9 "$1"
 }
 init() { out=$1; shift; "$LLAMIX" init "$@" -o "$out" 2>"$tmp/init.err" || { cat "$tmp/init.err"; exit 1; }; }
+
+# The real models' part of a script: set models, s260 and tok512 and write $tmp/expected, the
+# text llama2.c's test_all.py expects from `run stories260K.bin -z tok512.bin -t 0.0 -n 200`;
+# or, without the models, say so and exit 77 (automake's SKIP).
+real_models_or_skip() {
+    models=${LLAMIX_MODELS:-}
+    if [ -z "$models" ] || [ ! -f "$models/stories260K.bin" ] || [ ! -f "$models/tok512.bin" ]; then
+        echo "SKIP: the real models (LLAMIX_MODELS='$models' has no stories260K.bin and tok512.bin)"
+        exit 77
+    fi
+    s260=$models/stories260K.bin tok512=$models/tok512.bin
+    cat >"$tmp/expected" <<'EOF'
+Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.
+Lily's mom said, "Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with your ball, but I can't find it."
+Lily was sad and didn't know what to do. She said, "I'm sorry, Lily. I didn't know what to do."
+Lily didn't want to help her mom, so she
+EOF
+}

@@ -287,25 +287,7 @@ static void sequence_probabilities(const TestMembers *ms, const double *w, Sampl
     LxError err[1];
     Ensemble ce;
     assert_int_equal(test_ensemble_init(&ce, ms->members, w, ms->k, 0, LX_MODE_CE, sp, 1, err), 0);
-    float q[3][SEQ_V];
-    for (int a = 0; a < SEQ_V; a++)
-        for (int b = 0; b < SEQ_V; b++) {
-            int seq[16];
-            memcpy(seq, prompt, sizeof(int) * (size_t)n_prompt);
-            seq[n_prompt] = a;
-            seq[n_prompt + 1] = b;
-            for (int l = 0; l < 3; l++) {
-                if (l == 0 && (a || b))
-                    continue; /* q1 depends on neither */
-                if (l == 1 && b)
-                    continue; /* q2 not on b */
-                ensemble_reset(&ce);
-                assert_int_equal(ensemble_append(&ce, seq, n_prompt + l, err), 0);
-                assert_int_equal(ensemble_distribution(&ce, q[l], err), 0);
-            }
-            for (int c = 0; c < SEQ_V; c++)
-                prob[(a * SEQ_V + b) * SEQ_V + c] = (double)q[0][a] * q[1][b] * q[2][c];
-        }
+    test_sequence_probabilities(&ce, prompt, n_prompt, prob);
     ensemble_free(&ce);
 }
 

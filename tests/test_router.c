@@ -188,24 +188,7 @@ static void sequence_probabilities(const TestMembers *ms, const Router *r, Sampl
 {
     Ensemble ce;
     open_ensemble(&ce, ms, NULL, r, LX_MODE_CE, sp, 1);
-    double q1[SEQ_V], q2[SEQ_V], q3[SEQ_V];
-    test_append(&ce, prompt, n_prompt);
-    test_distribution(&ce, q1);
-    for (int a = 0; a < SEQ_V; a++) {
-        ensemble_reset(&ce);
-        test_append(&ce, prompt, n_prompt);
-        test_append(&ce, &a, 1);
-        test_distribution(&ce, q2);
-        for (int b = 0; b < SEQ_V; b++) {
-            ensemble_reset(&ce);
-            test_append(&ce, prompt, n_prompt);
-            test_append(&ce, &a, 1);
-            test_append(&ce, &b, 1);
-            test_distribution(&ce, q3);
-            for (int c = 0; c < SEQ_V; c++)
-                prob[(a * SEQ_V + b) * SEQ_V + c] = q1[a] * q2[b] * q3[c];
-        }
-    }
+    test_sequence_probabilities(&ce, prompt, n_prompt, prob);
     ensemble_free(&ce);
 }
 

@@ -148,3 +148,29 @@ void test_distribution(Ensemble *e, double *q)
     for (int i = 0; i < e->vocab_size; i++)
         q[i] = f[i];
 }
+
+void test_sequence_probabilities(Ensemble *ce, const int *prompt, int n_prompt, double *prob)
+{
+    const int V = ce->vocab_size;
+    double *q1 = malloc(sizeof(double) * 3 * (size_t)V), *q2 = q1 + V, *q3 = q2 + V;
+    assert_non_null(q1);
+    ensemble_reset(ce);
+    test_append(ce, prompt, n_prompt);
+    test_distribution(ce, q1);
+    for (int a = 0; a < V; a++) {
+        ensemble_reset(ce);
+        test_append(ce, prompt, n_prompt);
+        test_append(ce, &a, 1);
+        test_distribution(ce, q2);
+        for (int b = 0; b < V; b++) {
+            ensemble_reset(ce);
+            test_append(ce, prompt, n_prompt);
+            test_append(ce, &a, 1);
+            test_append(ce, &b, 1);
+            test_distribution(ce, q3);
+            for (int c = 0; c < V; c++)
+                prob[((size_t)a * V + b) * V + c] = q1[a] * q2[b] * q3[c];
+        }
+    }
+    free(q1);
+}

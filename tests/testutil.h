@@ -40,6 +40,10 @@ void test_append(Ensemble *e, const int *tokens, int n);
 int test_step(Ensemble *e);
 void test_distribution(Ensemble *e, double *q);
 
+/* The exact probabilities of every 3-token continuation of prompt under CE ensemble ce (whose
+ * distribution is the one ME must match), V^3 of them with index (a V + b) V + c. */
+void test_sequence_probabilities(Ensemble *ce, const int *prompt, int n_prompt, double *prob);
+
 /* Write bytes to a new temporary file named into path (>= 256 bytes). */
 void test_write_bytes(char *path, const void *data, size_t size);
 void test_remove(const char *path);

@@ -4,22 +4,11 @@
  * (CE, ME, ME, CE, ...) so drift on a shared machine cancels; medians over the repetitions. */
 #include "config.h"
 #include "cli.h"
+#include "stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n)
-{
-    qsort(x, (size_t)n, sizeof *x, by_value);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
 
 int bench_vocab(LxModel **models, int k, LxTokenizer **toks, const LxSamplerParams *sampler, int n_gen, int reps,
                 int threads, unsigned long long seed)
@@ -65,13 +54,13 @@ int bench_vocab(LxModel **models, int k, LxTokenizer **toks, const LxSamplerPara
     printf("| mode | tok/s (median of %d) | union mapping and feeding back, us/token | unknown ids received per member |\n", reps);
     printf("| --- | --- | --- | --- |\n");
     for (int m = 0; m < 2; m++) {
-        printf("| %s | %.1f | %.2f |", lx_mode_name(modes[m]), median(rate[m], reps), median(map_us[m], reps));
+        printf("| %s | %.1f | %.2f |", lx_mode_name(modes[m]), stats_median(rate[m], reps), stats_median(map_us[m], reps));
         for (int i = 0; i < k; i++)
             printf(" %ld", unknown[m][i]);
         printf(" |\n");
     }
     printf("\n%d members with different tokenizers, union vocabulary of %d strings; tg %d tokens after \"%s\"; "
-           "ME/CE %.2fx\n", k, U, n_gen, prompt, median(rate[1], reps) / (median(rate[0], reps) > 0 ? median(rate[0], reps) : 1));
+           "ME/CE %.2fx\n", k, U, n_gen, prompt, stats_median(rate[1], reps) / (stats_median(rate[0], reps) > 0 ? stats_median(rate[0], reps) : 1));
     lx_ensemble_free(e[0]);
     lx_ensemble_free(e[1]);
     return cli_flush() ? EXIT_RUNTIME : EXIT_OK;

@@ -67,19 +67,29 @@ static int record_prompt_work(void *user, const LxTokenEvent *ev)
 
 /* members[0..k) in mode on `threads` threads: the p prompt tokens, then n + 1 draws, every one
  * kept. A fresh ensemble, sized for p + n tokens, as `llamix generate` makes one. */
+/* The ensemble and generation settings of a test in mode: a context of p + n tokens, n + 1 draws
+ * with end of text ignored, so every run does the same work. */
+static void test_params(const BenchPlan *plan, int mode, int threads, int p, int n, LxEnsembleParams *ep,
+                        LxGenerateParams *g)
+{
+    *ep = lx_ensemble_defaults();
+    ep->n_ctx = p + n;
+    ep->threads = threads;
+    ep->mode = mode == BENCH_SINGLE ? LX_MODE_ME : (LxMode)(mode & ~BENCH_ROUTED);
+    ep->router = mode != BENCH_SINGLE && (mode & BENCH_ROUTED) ? plan->router : NULL;
+    ep->sampler = plan->sampler;
+    ep->seed = plan->seed;
+    *g = lx_generate_defaults();
+    g->n_predict = n + 1;
+    g->ignore_eos = 1;
+}
+
 static LxStatus run_once(const BenchPlan *plan, LxModel *const *members, int k, int mode, int threads,
                          const int *prompt, int p, int n, Run *out, LxError *err)
 {
-    LxEnsembleParams ep = lx_ensemble_defaults();
-    ep.n_ctx = p + n;
-    ep.threads = threads;
-    ep.mode = mode == BENCH_SINGLE ? LX_MODE_ME : (LxMode)(mode & ~BENCH_ROUTED);
-    ep.router = mode != BENCH_SINGLE && (mode & BENCH_ROUTED) ? plan->router : NULL;
-    ep.sampler = plan->sampler;
-    ep.seed = plan->seed;
-    LxGenerateParams g = lx_generate_defaults();
-    g.n_predict = n + 1;
-    g.ignore_eos = 1;
+    LxEnsembleParams ep;
+    LxGenerateParams g;
+    test_params(plan, mode, threads, p, n, &ep, &g);
     memset(out, 0, sizeof *out);
 
     LxEnsemble *e;
@@ -131,15 +141,9 @@ static double router_cost(const LxRouter *r, const int *prompt, int p)
 static LxStatus run_batch_once(const BenchPlan *plan, LxModel *const *members, int k, int mode, int threads,
                                int S, const int *prompt, int p, int n, Run *out, LxError *err)
 {
-    LxEnsembleParams ep = lx_ensemble_defaults();
-    ep.n_ctx = p + n;
-    ep.threads = threads;
-    ep.mode = mode == BENCH_SINGLE ? LX_MODE_ME : (LxMode)(mode & ~BENCH_ROUTED);
-    ep.router = mode != BENCH_SINGLE && (mode & BENCH_ROUTED) ? plan->router : NULL;
-    ep.sampler = plan->sampler;
-    LxGenerateParams g = lx_generate_defaults();
-    g.n_predict = n + 1;
-    g.ignore_eos = 1;
+    LxEnsembleParams ep;
+    LxGenerateParams g;
+    test_params(plan, mode, threads, p, n, &ep, &g); /* (each sequence gets its own seed below) */
     memset(out, 0, sizeof *out);
     LxBatch *b;
     size_t heap0 = probe_heap_bytes();

@@ -303,7 +303,7 @@ static void account(BenchReport *R)
             int S = t->sequences ? t->sequences : 1; /* S prompts of the same length side by side */
             if (t->pp.tokens[j])
                 t->pp_flops += S * forward_flops(c, (int)(t->pp.tokens[j] / S), 0, 1);
-            t->tg_bytes += (double)t->tg.calls[j] * (double)model_weight_bytes(c);
+            t->tg_bytes += (double)t->tg.calls[j] * (double)model_stream_bytes(R->models[j]);
         }
     }
     for (int i = 0; i < R->n_models; i++)
@@ -399,8 +399,10 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
         goto done;
     R->background = (probe_machine_busy_seconds() - busy0 - (probe_cpu_seconds() - own0)) / (now_seconds() - wall0);
     account(R);
-    /* the bandwidth buffer was resident all along: take it out of the peak */
-    R->rss_peak = probe_peak_rss() - (double)R->bw_n * sizeof(float);
+    /* The runs' peak: the bandwidth buffer was resident all along, so it comes out. The whole
+     * process's peak, probes included, is taken again at the end. */
+    R->probe_bytes = (double)R->bw_n * sizeof(float);
+    R->rss_runs = probe_peak_rss() - R->probe_bytes;
     R->process_threads = probe_process_threads();
     if (o->router)
         R->router_ns = router_cost(o->router, prompt, p_max);
@@ -414,7 +416,11 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
     } else {
         const char *path = o->models[0]->path, *slash = strrchr(path, '/');
         snprintf(R->label, sizeof R->label, "%.40s%s", slash ? slash + 1 : path, o->n_models > 1 ? "+" : "");
+        for (char *c = R->label; *c; c++) /* a table cell: no control bytes (a newline ends the row) */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
     }
+    R->rss_peak = probe_peak_rss(); /* after the sgemm probe's matrices too */
     R->seconds = now_seconds() - R->started;
 done:
     free(prompt);

@@ -109,7 +109,9 @@ typedef struct {
     char label[64];          /* the model column: the shape, or the first file's name */
     LxSamplerParams sampler;
     uint64_t seed;
-    double rss_peak, rss_base;   /* bytes: the peak (bandwidth buffer taken out), before loading */
+    double rss_peak, rss_base;   /* bytes: the whole process's peak (the probes too, measured at the end), before loading */
+    double rss_runs;             /* bytes: the peak over the runs, the bandwidth buffer taken out */
+    double probe_bytes;          /* the bandwidth buffer, resident from before the runs to the end */
     double checkpoint_bytes;     /* the members' files, mapped */
     double state_bytes;          /* the largest ensemble's heap, as measured when it was made */
     int process_threads, blas_threads;

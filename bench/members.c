@@ -10,7 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-LxStatus bench_random_members(const LxModelConfig *c, int k, uint64_t seed, LxModel **models, LxError *err)
+LxStatus bench_random_members(const LxModelConfig *c, int k, uint64_t seed, int version, LxModel **models,
+                              LxError *err)
 {
     const char *dir = getenv("TMPDIR");
     char path[4200];
@@ -20,7 +21,7 @@ LxStatus bench_random_members(const LxModelConfig *c, int k, uint64_t seed, LxMo
     for (int i = 0; i < k && status == LX_OK; i++) {
         snprintf(path, sizeof path, "%s/llamix-bench-%ld-member-%d.bin", dir && *dir ? dir : "/tmp", (long)getpid(),
                  i + 1);
-        status = lx_model_write_random(path, c, 1, 1, seed + (uint64_t)i, 0, err);
+        status = lx_model_write_random(path, c, version, 1, seed + (uint64_t)i, 0, err);
         if (status == LX_OK) {
             status = lx_model_open(path, &models[i], err);
             unlink(path);

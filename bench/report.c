@@ -85,13 +85,15 @@ void report_markdown(FILE *f, const BenchReport *R)
     if (R->shape)
         fprintf(f, "- members: %d random of shape %s (D %d, H %d, L %d, heads %d/%d, V %d; %.1f MB of weights per token)\n",
                 R->n_models, R->shape, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
-                c->vocab_size, model_weight_bytes(c) / 1e6);
+                c->vocab_size, model_stream_bytes(R->models[0]) / 1e6);
     else
         for (int i = 0; i < R->n_models; i++) {
             const ModelConfig *ci = &R->models[i]->config;
-            fprintf(f, "- member %d: %s (D %d, H %d, L %d, heads %d/%d, V %d; %.1f MB of weights per token)\n",
-                    i + 1, R->models[i]->path, ci->dim, ci->hidden_dim, ci->n_layers, ci->n_heads,
-                    ci->n_kv_heads, ci->vocab_size, model_weight_bytes(ci) / 1e6);
+            fprintf(f, "- member %d: ", i + 1);
+            cli_table_string(f, R->models[i]->path); /* a newline in a name must not break the list */
+            fprintf(f, " (D %d, H %d, L %d, heads %d/%d, V %d; %.1f MB of weights per token)\n",
+                    ci->dim, ci->hidden_dim, ci->n_layers, ci->n_heads,
+                    ci->n_kv_heads, ci->vocab_size, model_stream_bytes(R->models[i]) / 1e6);
         }
     fprintf(f, "- sampler: temperature %g, top-p %g, top-k %d; seed %llu; %d repetitions after a warm-up\n",
             R->sampler.temperature, R->sampler.top_p, R->sampler.top_k, (unsigned long long)R->seed, R->r);
@@ -169,14 +171,18 @@ void report_markdown(FILE *f, const BenchReport *R)
         double x[BENCH_MAX_REPS];
         for (int j = 0; j < R->r; j++)
             x[j] = rt->tg_s[j] / fx->tg_s[j];
-        fprintf(f, "- router %s, %s K %d, %d thread%s, tg%d: time with the router / with fixed weights **%.3fx** "
-                   "(range %.3f-%.3f over %d side-by-side pairs)\n", R->router_path, lx_mode_name((LxMode)fx->mode),
+        fputs("- router ", f);
+        cli_table_string(f, R->router_path);
+        fprintf(f, ", %s K %d, %d thread%s, tg%d: time with the router / with fixed weights **%.3fx** "
+                   "(range %.3f-%.3f over %d side-by-side pairs)\n", lx_mode_name((LxMode)fx->mode),
                 rt->k, rt->threads, rt->threads > 1 ? "s" : "", rt->n_gen, stats_median(x, R->r), stats_min(x, R->r),
                 stats_max(x, R->r), R->r);
     }
-    if (R->router_path)
-        fprintf(f, "- router %s alone: %.1f ns per token (its weights() as a step calls it, best of 5 rounds)\n", R->router_path,
-                R->router_ns);
+    if (R->router_path) {
+        fputs("- router ", f);
+        cli_table_string(f, R->router_path);
+        fprintf(f, " alone: %.1f ns per token (its weights() as a step calls it, best of 5 rounds)\n", R->router_ns);
+    }
     /* thread scaling against the first thread count */
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
@@ -201,18 +207,25 @@ void report_markdown(FILE *f, const BenchReport *R)
                 l->threads, l->threads > 1 ? "s" : "", l->bandwidth, l->bandwidth_best, l->matvec, BENCH_SGEMM_SIZE,
                 l->sgemm, kernels_have_blas() ? "" : " (no BLAS: the plain kernel)", l->matmul);
     }
-    fprintf(f, "- memory: peak RSS %.1f MB = %.0f%% of the expected %.1f MB (checkpoints %.1f + run state %.1f + "
-               "process before loading %.1f)\n",
-            R->rss_peak / 1e6, 100 * R->rss_peak / (R->checkpoint_bytes + R->state_bytes + R->rss_base),
-            (R->checkpoint_bytes + R->state_bytes + R->rss_base) / 1e6, R->checkpoint_bytes / 1e6,
-            R->state_bytes / 1e6, R->rss_base / 1e6);
+    /* Two numbers: the whole process's peak (what a machine must have free for this bench, the
+     * probes' buffers included), and the runs' own (their peak minus the bandwidth buffer, which
+     * stayed resident through them) against what the members and their states should take. */
+    double expected = R->checkpoint_bytes + R->state_bytes + R->rss_base;
+    fprintf(f, "- memory: peak RSS %.1f MB for the whole bench, probes included (bandwidth buffer %.1f MB, --bw-mib; "
+               "sgemm matrices %.1f MB; none with --no-limits); the runs %.1f MB, %.0f%% of their expected %.1f MB "
+               "(checkpoints %.1f + run state %.1f + process before loading %.1f)\n",
+            R->rss_peak / 1e6, R->probe_bytes / 1e6, R->n_limits ? 3.0 * BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE * 4 / 1e6 : 0.0,
+            R->rss_runs / 1e6, 100 * R->rss_runs / expected, expected / 1e6,
+            R->checkpoint_bytes / 1e6, R->state_bytes / 1e6, R->rss_base / 1e6);
     char blas[64];
     if (R->blas_threads > 0)
         snprintf(blas, sizeof blas, "BLAS runs %d per call", R->blas_threads);
     else
         snprintf(blas, sizeof blas, R->blas_threads == 0 ? "no BLAS" : "BLAS threads unknown");
-    fprintf(f, "- threads: %d in the process after the runs; %s; bench took %.1f s\n", R->process_threads, blas,
-            R->seconds);
+    char wait[128];
+    cli_wait_describe(wait, sizeof wait);
+    fprintf(f, "- threads: %d in the process after the runs; %s; idle threads wait: %s; bench took %.1f s\n",
+            R->process_threads, blas, wait, R->seconds);
     if (isfinite(R->background))
         fprintf(f, "- background: other processes kept %.2f of the %ld CPUs busy during the runs%s\n", R->background,
                 sysconf(_SC_NPROCESSORS_ONLN), R->background > 0.2 ? " (the absolute numbers suffer; the side-by-side ratios less)" : "");
@@ -296,7 +309,7 @@ void report_json(FILE *f, const BenchReport *R)
         fprintf(f, ",\"dim\":%d,\"hidden_dim\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,"
                    "\"vocab_size\":%d,\"seq_len\":%d,\"weight_bytes\":%zu,\"file_bytes\":%zu}",
                 c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
-                model_weight_bytes(c), R->models[i]->size);
+                model_stream_bytes(R->models[i]), R->models[i]->size);
     }
     fprintf(f, "],\n\"sampler\":{\"temperature\":%g,\"top_p\":%g,\"top_k\":%d},\"seed\":%llu,\"repetitions\":%d,\n",
             R->sampler.temperature, R->sampler.top_p, R->sampler.top_k, (unsigned long long)R->seed, R->r);
@@ -392,11 +405,15 @@ void report_json(FILE *f, const BenchReport *R)
         fprintf(f, "}");
         first = 0;
     }
-    fprintf(f, "],\n\"memory\":{\"peak_rss_bytes\":%.0f,\"checkpoint_bytes\":%.0f,\"state_bytes\":%.0f,"
-               "\"base_rss_bytes\":%.0f},\n",
-            R->rss_peak, R->checkpoint_bytes, R->state_bytes, R->rss_base);
-    fprintf(f, "\"process_threads\":%d,\"blas_threads_per_call\":%d,\"seconds\":%.2f,\"background_cpus\":",
-            R->process_threads, R->blas_threads, R->seconds);
+    fprintf(f, "],\n\"memory\":{\"peak_rss_bytes\":%.0f,\"runs_rss_bytes\":%.0f,\"probe_buffer_bytes\":%.0f,"
+               "\"checkpoint_bytes\":%.0f,\"state_bytes\":%.0f,\"base_rss_bytes\":%.0f},\n",
+            R->rss_peak, R->rss_runs, R->probe_bytes, R->checkpoint_bytes, R->state_bytes, R->rss_base);
+    char wait[128];
+    cli_wait_describe(wait, sizeof wait);
+    fprintf(f, "\"process_threads\":%d,\"blas_threads_per_call\":%d,\"thread_wait\":", R->process_threads,
+            R->blas_threads);
+    cli_json_string(f, wait);
+    fprintf(f, ",\"seconds\":%.2f,\"background_cpus\":", R->seconds);
     cli_json_number(f, R->background);
     fprintf(f, "\n}\n");
 }

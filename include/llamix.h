@@ -139,26 +139,42 @@ typedef struct {
     int seq_len;    /* the longest context the model was made for */
 } LxModelConfig;
 
-/* Map a checkpoint (llama2.c version 0 or 1, fp32) read-only and validate it: every size in the
- * header is checked for overflow and against the file's size. The caller owns *out and closes it
- * with lx_model_close() after every ensemble using it is freed. */
+/* Map a checkpoint (llama2.c version 0 or 1, fp32; version 2, int8 Q8_0) read-only and validate
+ * it: every size in the header is checked for overflow and against the file's size, the weights
+ * for NaN and infinity (version 2: the norms and scales; scales must also be >= 0). Members of
+ * either format mix freely in one ensemble. The caller owns *out and closes it with
+ * lx_model_close() after every ensemble using it is freed. */
 LX_API LxStatus lx_model_open(const char *path, LxModel **out, LxError *err);
 LX_API void lx_model_close(LxModel *m);
 LX_API LxModelConfig lx_model_config(const LxModel *m);
 LX_API const char *lx_model_path(const LxModel *m);
+/* The file's format: version 0, 1 (fp32) or 2 (Q8_0), and its group size (weights per scale;
+ * 0 for fp32). */
+LX_API int lx_model_version(const LxModel *m);
+LX_API int lx_model_group_size(const LxModel *m);
 /* The mapped file: *data and *size cover it. If the file is truncated or rewritten in place while
  * mapped, reading the lost pages raises SIGBUS; the library installs no handler (a program that
  * wants to report it can check the faulting address against this range, as llamix does). */
 LX_API void lx_model_mapping(const LxModel *m, const void **data, size_t *size);
-/* Bytes of weights one forward pass reads (every matrix and the classifier). */
+/* Bytes of weights one forward pass reads (every matrix and the classifier), in fp32; a model's
+ * own (int8 values and scales for Q8_0): lx_model_stream_bytes. */
 LX_API size_t lx_model_weight_bytes(const LxModelConfig *c);
+LX_API size_t lx_model_stream_bytes(const LxModel *m);
 
 /* A named shape, for random checkpoints: "tiny", "260K", "15M", "42M", "110M". */
 LX_API LxStatus lx_model_shape(const char *name, LxModelConfig *out, LxError *err);
 /* Write a checkpoint of config c with random weights N(0, std^2) (std 0: 1/sqrt(dim)) from
- * seed, in version 0 or 1, with a shared or separate classifier. For tests and benchmarks. */
+ * seed, in version 0 or 1, with a shared or separate classifier; version 2 writes the version 1
+ * model of that seed quantized to Q8_0 with the default group size (as lx_model_quantize). For
+ * tests and benchmarks. Written atomically (a temporary file renamed over path). */
 LX_API LxStatus lx_model_write_random(const char *path, const LxModelConfig *c, int version,
                                       int shared_classifier, uint64_t seed, float std, LxError *err);
+/* Write the fp32 model m as a version 2 (Q8_0) checkpoint at path, byte for byte as llama2.c's
+ * export.py version2_export: groups of group_size weights of a row share one scale max|w| / 127,
+ * each weight stored as round-half-even(w / scale) in int8. group_size 0 picks the largest of
+ * at most 64 that divides dim and hidden_dim; a given one must divide both (else
+ * LX_ERR_ARGUMENT). An int8 m is refused. Written atomically. */
+LX_API LxStatus lx_model_quantize(const LxModel *m, const char *path, int group_size, LxError *err);
 
 /* ------------------------------------------------------------------ tokenizer */
 
@@ -330,6 +346,11 @@ typedef struct {
     int index;          /* 0 for the first generated token */
     const char *text;   /* the text released now (not NUL-terminated), valid during the call */
     size_t text_length;
+    /* The distribution the token was drawn from (vocab_size entries, valid during the call), for
+     * a sequence added with LxSequenceParams.distribution set (lx_batch_add_sequence); NULL
+     * otherwise, on the final release, and for ME over members with different tokenizers. */
+    const float *distribution;
+    int vocab_size;
 } LxTokenEvent;
 
 /* Return 0 to go on, nonzero to stop (LX_STOP_CALLBACK). */
@@ -398,6 +419,26 @@ LX_API void lx_batch_free(LxBatch *b);
 LX_API LxStatus lx_batch_add(LxBatch *b, const int *prompt, int n_prompt, uint64_t seed,
                              const LxGenerateParams *params, LxTokenCallback callback, void *user, int *id,
                              LxError *err);
+/* A sequence's own settings, for lx_batch_add_sequence: the ensemble's mode, weights and sampler
+ * and the seed, as an LxEnsembleParams of a lone run would give them, and the generation's. */
+typedef struct {
+    LxMode mode;
+    const double *weights;     /* k weights (copied; normalised as lx_ensemble_new does), or NULL:
+                                  the batch's (with a router: must be NULL) */
+    LxSamplerParams sampler;
+    uint64_t seed;
+    LxGenerateParams generate; /* its stop strings are borrowed until the sequence ends */
+    int distribution;          /* 1: every event carries the distribution drawn from (costs one
+                                  pass of S over the vocabulary per token) */
+} LxSequenceParams;
+
+/* The batch's own settings (its mode, weights, sampler), seed 0, lx_generate_defaults(). */
+LX_API LxSequenceParams lx_batch_sequence_defaults(const LxBatch *b);
+/* lx_batch_add with a sequence's own settings: it draws exactly what lx_generate_tokens would on
+ * an ensemble made with that mode, weights, sampler and seed. Checked here (LX_ERR_ARGUMENT). */
+LX_API LxStatus lx_batch_add_sequence(LxBatch *b, const int *prompt, int n_prompt, const LxSequenceParams *params,
+                                      LxTokenCallback callback, void *user, int *id, LxError *err);
+LX_API int lx_batch_size(const LxBatch *b); /* members */
 /* One token for every active sequence, after admitting waiting ones into free slots. Sequences
  * that end are moved to the finished list (lx_batch_finished). Nothing to do is not an error. */
 LX_API LxStatus lx_batch_step(LxBatch *b, LxError *err);
@@ -450,6 +491,18 @@ LX_API long lx_score_windows(const LxScore *s); /* windows the text was cut into
  * w (k, summing to 1), -(1/N) sum_t log sum_k w_k p_k(x_t). */
 LX_API double lx_score_member_nll(const LxScore *s, int i);
 LX_API double lx_score_ensemble_nll(const LxScore *s, const double *w);
+/* Standard errors over tokens. A series is member i (0-based) or LX_SCORE_ENSEMBLE, the mixture
+ * with weights w (w is read only for the ensemble). lx_score_nll_se returns the series' mean NLL
+ * and writes to *se its standard error sd/sqrt(N) (sd over the N per-token losses, divisor N - 1).
+ * lx_score_nll_difference returns the mean of the paired per-token difference, series a minus
+ * series b (e.g. the ensemble minus the best member, or an int8 copy minus its fp32 original),
+ * and its standard error, which counts that both were scored on the same tokens. Tokens are
+ * treated as independent, which neighbouring tokens of a text are not quite: read the SE as a
+ * lower bound. Perplexity's SE by the delta method is exp(nll) * se. se is NaN when N < 2; a
+ * series out of range gives NaN. */
+#define LX_SCORE_ENSEMBLE (-1)
+LX_API double lx_score_nll_se(const LxScore *s, int i, const double *w, double *se);
+LX_API double lx_score_nll_difference(const LxScore *s, int a, int b, const double *w, double *se);
 typedef struct {
     int iterations; /* EM steps applied */
     int converged;  /* 1 if a step gained at most tol before max_iter */

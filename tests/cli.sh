@@ -273,6 +273,146 @@ ls -a "$tmp" | grep -q '^\.big' && failure "init leaves no temporary file" "foun
 rm -f "$tmp/big.bin"
 fi
 
+# ------------------------------------------------------------------ issue 20: standard errors, names, bench options, thread waiting
+if [ "$part" != real ]; then
+# Standard errors (score): a member against itself differs by exactly 0 +- 0 on every token; two
+# different members differ by a nonzero SE, and the paired difference is the difference of their
+# NLLs (to the 6 printed decimals).
+printf 'hello world hello hello world hello hello hello world' >"$tmp/se.txt"
+works "score: the same member twice" "$LLAMIX" score -m "$m" -m "$m" -z "$z" -f "$tmp/se.txt" -q -o json
+if grep -qF '"minus_member1": {"nll_nats": 0, "se": 0, "perplexity_ratio": 1}' "$tmp/out"; then
+    pass "score -o json: member2 - member1 = 0 +- 0 for identical members"
+else failure "score -o json: member2 - member1 = 0 +- 0 for identical members" "missing"; fi
+works "score: two members" "$LLAMIX" score -m "$m" -m "$tmp/m16b.bin" -z "$z" -f "$tmp/se.txt" -q
+if awk '$1 == "member1" { a = $3; sa = $4 } $1 == "member2" { b = $3; sb = $4 }
+        /^# member2 - member1:/ { d = $5; s = $7 }
+        END { exit !(sa > 0 && sb > 0 && s > 0 && (d - (b - a)) ^ 2 < 1e-11 && a != b) }' "$tmp/out"; then
+    pass "score table: NLL +- SE per member, member2 - member1 is their difference, SE > 0"
+else failure "score table: NLL +- SE per member, member2 - member1 is their difference, SE > 0" "wrong"; fi
+if grep -q '^# ensemble - member[12] (the best member): [-+][0-9.]* +- [0-9.]* nats/token' "$tmp/out"; then
+    pass "score table: ensemble - best member +- SE"
+else failure "score table: ensemble - best member +- SE" "missing"; fi
+works "score -o json: two members" "$LLAMIX" score -m "$m" -m "$tmp/m16b.bin" -z "$z" -f "$tmp/se.txt" -q -o json
+if grep -q '"nll_se": [0-9.e-]*, "perplexity_se": ' "$tmp/out" && grep -q '"minus_best_member": {"member": [12], "nll_nats": ' "$tmp/out"; then
+    pass "score -o json: nll_se, perplexity_se, minus_best_member"
+else failure "score -o json: nll_se, perplexity_se, minus_best_member" "missing"; fi
+
+# File names with control bytes in tables: escaped as \xHH, so a newline cannot start a row.
+nl_name="$tmp/new
+line.bin"
+cp "$m" "$nl_name"
+works "score: a model name with a newline" "$LLAMIX" score -m "$nl_name" -z "$z" -f "$tmp/se.txt" -q
+if grep -qF 'new\x0aline.bin' "$tmp/out" && ! grep -q '^line.bin' "$tmp/out" && [ "$(wc -l <"$tmp/out")" -eq 5 ]; then
+    pass "score table: a newline in a file name is escaped"
+else failure "score table: a newline in a file name is escaped" "the table has $(wc -l <"$tmp/out") lines"; fi
+works "bench: a model name with a newline" "$LLAMIX" bench -m "$nl_name" -r 1 -n 2 -p 2 --no-limits -e single
+if grep -qF 'new\x0aline.bin' "$tmp/out" && ! grep -q '^line.bin' "$tmp/out"; then
+    pass "bench report: a newline in a file name is escaped"
+else failure "bench report: a newline in a file name is escaped" "raw"; fi
+# A 600-character path: the problem stays in the message (the path is shortened in the middle).
+long_dir=$tmp$(for i in 1 2 3 4 5 6 7 8 9 10; do printf '/%059d' 0; done)
+error "a 600-character path keeps the problem in the message" 1 "No such file" "x.bin" -- \
+    "$LLAMIX" generate -m "$long_dir/x.bin" -z "$z" -n 2
+
+# bench's options: one line and exit 2 for each mistake; a list longer than the buffer refused.
+error "bench --bogus" 2 "--bogus" -- "$LLAMIX" bench --bogus
+error "bench -e ''" 2 "--ensemble" -- "$LLAMIX" bench -e ''
+error "bench -k with a 300-character list" 2 "-k" "at most 255" -- "$LLAMIX" bench -k "$(printf '1,%.0s' $(seq 150))1"
+error "bench -p 1x" 2 "-p" "1x" -- "$LLAMIX" bench -p 1x
+error "bench -n 1,,2" 2 "-n" "empty value" -- "$LLAMIX" bench -n 1,,2
+error "bench -k 1, (a trailing comma)" 2 "-k" "empty value" -- "$LLAMIX" bench -k 1,
+error "bench -t x" 2 "-t" "'x'" -- "$LLAMIX" bench -t x
+error "bench --bw-mib 1" 2 "--bw-mib" -- "$LLAMIX" bench --bw-mib 1
+error_starts="llamix: |llamix bench: " # (bench's progress lines go to stderr too)
+run "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single
+cmd="bench >/dev/full"
+"$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single >/dev/full 2>"$tmp/err"
+status=$?
+if [ "$status" -eq 1 ] && grep -q '^llamix: standard output: No space left on device$' "$tmp/err"; then pass "$cmd: exit 1, the reason"
+else failure "$cmd" "exit status $status, want 1 and 'standard output: No space left on device'"; fi
+cmd="bench --json-file in a missing folder"
+"$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single --json-file "$tmp/no/r.json" >/dev/null 2>"$tmp/err"
+status=$?
+if [ "$status" -eq 1 ] && grep -q "^llamix: --json-file: $tmp/no/r.json: cannot create: No such file" "$tmp/err"; then pass "$cmd: exit 1, file and reason"
+else failure "$cmd" "exit status $status, want 1 naming the file and the reason"; fi
+unset error_starts
+works "bench --json-file" "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 -e single --bw-mib 16 --json-file "$tmp/r.json"
+if grep -q '"peak_rss_bytes":[0-9]*,"runs_rss_bytes":[0-9]*,"probe_buffer_bytes":16777216' "$tmp/r.json" &&
+    ! ls -a "$tmp" | grep -q '^\.r\.json'; then pass "bench --json-file: whole, with the probe's buffer in the memory"
+else failure "bench --json-file: whole, with the probe's buffer in the memory" "missing"; fi
+# The whole process's peak is reported, the probe's buffer included: with a 256 MiB buffer the
+# reported peak is above 268 MB (the buffer alone), and within 10% of the kernel's own at exit
+# (0.2% in a plain build; ASan's shadow pages come late).
+if command -v /usr/bin/time >/dev/null 2>&1; then
+    /usr/bin/time -f '%M' -o "$tmp/maxrss" "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 -e single --bw-mib 256 >"$tmp/out" 2>/dev/null
+    peak=$(sed -n 's/^- memory: peak RSS \([0-9.]*\) MB for the whole bench.*/\1/p' "$tmp/out")
+    if awk -v p="$peak" -v k="$(tail -n 1 "$tmp/maxrss")" 'BEGIN { exit !(p > 268.4 && (p - k * 1.024e-3) ^ 2 < (0.1 * p) ^ 2) }'; then
+        pass "bench: peak RSS $peak MB counts the 256 MiB probe (kernel: $(tail -n 1 "$tmp/maxrss") KB)"
+    else cmd="bench --bw-mib 256"; failure "bench: the reported peak counts the probe" "reported $peak MB, kernel $(tail -n 1 "$tmp/maxrss") KB"; fi
+fi
+
+# Thread waiting: --wait re-executes the program once with the OpenMP variables set; the bench
+# report says what the process runs with. The user's own variables stand when --wait is not given.
+for w in passive active 1234; do
+    works "bench --wait $w" "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single -t 2 --wait "$w"
+    case $w in 1234) want='spin 1234 then sleep (GOMP_SPINCOUNT=1234)' ;; *) want="$w (OMP_WAIT_POLICY=$w)" ;; esac
+    if grep -qF "idle threads wait: $want;" "$tmp/out"; then pass "bench --wait $w: in effect"
+    else failure "bench --wait $w: in effect" "the report does not say '$want'"; fi
+done
+works "bench: the default wait" "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single
+if grep -qF "idle threads wait: passive (OMP_WAIT_POLICY=passive);" "$tmp/out"; then pass "bench: passive by default"
+else failure "bench: passive by default" "not passive"; fi
+run env OMP_WAIT_POLICY=active "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single
+if grep -qF "idle threads wait: active (OMP_WAIT_POLICY=active);" "$tmp/out"; then pass "bench: the user's OMP_WAIT_POLICY stands"
+else failure "bench: the user's OMP_WAIT_POLICY stands" "overridden"; fi
+run env GOMP_SPINCOUNT=77 "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single --wait passive
+if grep -qF "idle threads wait: passive (OMP_WAIT_POLICY=passive);" "$tmp/out"; then pass "bench: --wait overrides GOMP_SPINCOUNT"
+else failure "bench: --wait overrides GOMP_SPINCOUNT" "not passive"; fi
+"$LLAMIX" generate -m "$m" -z "$z" -n 20 -s 3 -t 2 --wait active >"$tmp/active.txt" 2>/dev/null
+works "generate --wait passive" "$LLAMIX" generate -m "$m" -z "$z" -n 20 -s 3 -t 2 --wait passive
+stdout_is "generate: the same text whatever the wait policy" "$tmp/active.txt"
+works "score --wait 0" "$LLAMIX" score -m "$m" -z "$z" -f "$tmp/se.txt" -q --wait 0
+for c in generate score bench; do
+    error "$c --wait bogus" 2 "--wait" "bogus" -- "$LLAMIX" $c --wait bogus -m "$m" -z "$z"
+    error "$c --wait -5" 2 "--wait" "-5" -- "$LLAMIX" $c --wait -5 -m "$m" -z "$z"
+done
+fi
+
+# ------------------------------------------------------------------ issue 16: int8 (Q8_0) files
+if [ "$part" != real ]; then
+    # patch FILE OFFSET OCTAL-BYTES: overwrite bytes in place
+    patch() { printf "$3" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null; }
+    init "$tmp/f32.bin" -s 5
+    init "$tmp/q8.bin" -s 5 --quant q8_0
+    run "$LLAMIX" quantize "$tmp/f32.bin" "$tmp/q8b.bin"
+    if [ "$status" -eq 0 ] && cmp -s "$tmp/q8.bin" "$tmp/q8b.bin"; then pass "int8: init --quant q8_0 = quantize of init"
+    else failure "int8: init --quant q8_0 = quantize of init" "status $status or bytes differ"; fi
+    works "int8: generate with an int8 member" "$LLAMIX" generate -m "$tmp/q8.bin" -z "$tmp/tok16.bin" -n 8 -s 1
+    works "int8: mixed CE" "$LLAMIX" generate -m "$tmp/q8.bin" -m "$tmp/f32.bin" -z "$tmp/tok16.bin" -e ce -n 8 -s 1
+    error "int8: quantize --group-size 32 (48 % 32)" 2 "group size 32" "hidden_dim 48" -- \
+        "$LLAMIX" quantize -g 32 "$tmp/f32.bin" "$tmp/x.bin"
+    error "int8: quantize --group-size 0" 2 "--group-size" -- "$LLAMIX" quantize -g 0 "$tmp/f32.bin" "$tmp/x.bin"
+    error "int8: quantize without OUT" 2 "quantize" -- "$LLAMIX" quantize "$tmp/f32.bin"
+    error "int8: quantize a missing file" 1 "$tmp/none.bin" -- "$LLAMIX" quantize "$tmp/none.bin" "$tmp/x.bin"
+    error "int8: quantize into a missing folder" 1 "$tmp/no/x.bin" -- "$LLAMIX" quantize "$tmp/f32.bin" "$tmp/no/x.bin"
+    error "int8: init --quant q4" 2 "--quant" "q4" -- "$LLAMIX" init --quant q4 -o "$tmp/x.bin"
+    error "int8: bench --quant q4" 2 "--quant" "q4" -- "$LLAMIX" bench --shape tiny --quant q4
+    error "int8: init --quant q8_0 --version 0" 2 "version 0" -- "$LLAMIX" init --quant q8_0 --version 0 -o "$tmp/x.bin"
+    # hostile version 2 files (tiny shape: the group size at byte 37, the first scale at 1408)
+    for case in "gs0:37:\000\000\000\000:group size 0" "gsneg:37:\377\377\377\377:group size -1" \
+                "gs32:37:\040\000\000\000:does not divide" "gs8:37:\010\000\000\000:truncated" \
+                "nan:1408:\000\000\300\177:not finite" "negative:1408:\000\000\000\277:negative scale"; do
+        name=${case%%:*} rest=${case#*:}; at=${rest%%:*} rest=${rest#*:}; bytes=${rest%%:*} want=${rest#*:}
+        cp "$tmp/q8.bin" "$tmp/h-$name.bin"
+        patch "$tmp/h-$name.bin" "$at" "$bytes"
+        error "int8: hostile file ($name)" 1 "h-$name.bin" "$want" -- "$LLAMIX" generate -m "$tmp/h-$name.bin" -z "$tmp/tok16.bin" -n 2
+    done
+    cp "$tmp/q8.bin" "$tmp/h-trail.bin"; printf 'x' >>"$tmp/h-trail.bin"
+    error "int8: hostile file (trailing byte)" 1 "trailing bytes" -- "$LLAMIX" generate -m "$tmp/h-trail.bin" -z "$tmp/tok16.bin" -n 2
+    head -c 1000 "$tmp/q8.bin" >"$tmp/h-short.bin"
+    error "int8: hostile file (truncated)" 1 "truncated" -- "$LLAMIX" generate -m "$tmp/h-short.bin" -z "$tmp/tok16.bin" -n 2
+fi
+
 # ------------------------------------------------------------------ the real models
 if [ "$part" = real ]; then
     real_models_or_skip
@@ -323,9 +463,30 @@ if [ "$part" = real ]; then
         else failure "real pair: score says an ensemble score needs one vocabulary" "missing"; fi
         works "real pair: bench" "$LLAMIX" bench -m "$s260" -z "$tok512" -m "$b105" -z "$tok105" -r 1 -n 16 -t 1
     fi
-    if [ -f "$models/stories260K_q80_gs4.bin" ]; then
-        error "a version 2 (Q8_0) checkpoint" 1 "stories260K_q80_gs4.bin" "version 2" -- \
-            "$LLAMIX" generate -m "$models/stories260K_q80_gs4.bin" -z "$tok512"
+    # issue 16 (int8): quantize makes the real Q8_0 files byte for byte; they decode as runq.c does
+    if [ -f "$models/stories260K_q80_gs4.bin" ] && [ -f "$models/llama2xs_tok512_q80.bin" ]; then
+        q4=$models/stories260K_q80_gs4.bin q64=$models/llama2xs_tok512_q80.bin
+        run "$LLAMIX" quantize --group-size 4 "$s260" "$tmp/q4.bin"
+        if [ "$status" -eq 0 ] && cmp -s "$tmp/q4.bin" "$q4"; then pass "int8: quantize -g 4 stories260K = stories260K_q80_gs4.bin"
+        else failure "int8: quantize -g 4 stories260K = stories260K_q80_gs4.bin" "status $status or bytes differ"; fi
+        run "$LLAMIX" quantize "$models/llama2xs_tok512.bin" "$tmp/q64.bin" # the default group size is 64 here
+        if [ "$status" -eq 0 ] && cmp -s "$tmp/q64.bin" "$q64"; then pass "int8: quantize llama2xs = llama2xs_tok512_q80.bin"
+        else failure "int8: quantize llama2xs = llama2xs_tok512_q80.bin" "status $status or bytes differ"; fi
+        # runq.c's greedy text (llama2.c, `runq llama2xs_tok512_q80.bin -z tok512.bin -t 0 -n 200`)
+        printf '%s\n' 'Once upon a time, there was a little girl named Lily. She loved to play with her toys and all day long. One day, she saw a big box. He was very happy. He wanted to play with her toys and play with her mom.' \
+            'They came to the park. The bird was very happy. He wanted to play with them. He was very happy. He said, "It'"'"'s a boy," said then said, "It'"'"'s a boy," said the cat. "It'"'"'s okay, Lily. It'"'"'s okay."' \
+            'Lily was so happy and said, "It'"'"'s okay, Lily. It'"'"'s anymore. It'"'"'s animals," said the' >"$tmp/want"
+        works "int8: llama2xs_tok512_q80 greedy" "$LLAMIX" generate -m "$q64" -z "$tok512" --temp 0 -n 200
+        stdout_is "int8: llama2xs_tok512_q80 prints runq.c's text" "$tmp/want"
+        works "int8: fp32 and int8 members in one CE" "$LLAMIX" generate -m "$s260" -m "$q4" -z "$tok512" -e ce -n 20 -s 1
+        works "int8: fp32 and int8 members in one ME" "$LLAMIX" generate -m "$s260" -m "$q4" -z "$tok512" -e me -n 20 -s 1
+        error "int8: quantize an int8 file" 1 "already int8" -- "$LLAMIX" quantize "$q4" "$tmp/qq.bin"
+        # the fp32-to-int8 perplexity change: score's paired difference of member 2 against member 1
+        printf 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n' >"$tmp/q-story.txt"
+        works "int8: score fp32 and int8 copies" "$LLAMIX" score -m "$s260" -m "$q4" -z "$tok512" -f "$tmp/q-story.txt"
+        if grep -q '^# member2 - member1: [+-][0-9.]* +- [0-9.]* nats/token' "$tmp/out" &&
+            grep -q 'stories260K_q80_gs4.bin' "$tmp/out"; then pass "int8: score reports the int8 - fp32 difference"
+        else failure "int8: score reports the int8 - fp32 difference" "no '# member2 - member1' line"; fi
     fi
 fi
 

@@ -258,6 +258,102 @@ static void check_tokens(const TestMembers *ms, LxMode mode, SamplerParams sp, i
     }
 }
 
+/* lx_batch_add_sequence: sequences with their own mode, weights and sampler, side by side in one
+ * batch, each draw exactly what a lone run with those settings draws; and the distribution each
+ * event carries sums to 1 and gives the chosen token exp(logprob). */
+typedef struct {
+    Record r;
+    int checked, bad;
+} DistRecord;
+
+static int record_distribution(void *user, const LxTokenEvent *ev)
+{
+    DistRecord *d = user;
+    if (ev->token >= 0) {
+        double total = 0;
+        for (int x = 0; ev->distribution && x < ev->vocab_size; x++)
+            total += ev->distribution[x];
+        d->bad += !ev->distribution || fabs(total - 1) > 1e-4 ||
+                  fabs(ev->distribution[ev->token] - expf(ev->logprob)) > 1e-5;
+        d->checked++;
+    }
+    return record(&d->r, ev);
+}
+
+static void test_sequence_settings(void **state)
+{
+    (void)state;
+    enum { SEQS = 6 };
+    LxError err[1];
+    TestMembers ms;
+    test_members_open(&ms, 3, 16, 21);
+    const double W1[3] = {0.6, 0.3, 0.1}, W2[3] = {0.1, 0.2, 0.7};
+    const struct {
+        LxMode mode;
+        const double *w;
+        SamplerParams sp;
+    } seq[SEQS] = {{LX_MODE_ME, W1, params(1.0f, 0, 0.9f)}, {LX_MODE_CE, W2, params(0.8f, 0, 1.0f)},
+                   {LX_MODE_CE_MIXTURE, NULL, params(1.2f, 4, 1.0f)}, {LX_MODE_ME, W2, params(0.0f, 0, 1.0f)},
+                   {LX_MODE_CE, NULL, params(1.0f, 3, 0.8f)}, {LX_MODE_CE, W1, params(0.0f, 0, 1.0f)}};
+    EnsembleParams ep = {.n_ctx = 48, .mode = LX_MODE_ME, .sampler = params(1.0f, 0, 0.9f)};
+    LxGenerateParams g = {.n_predict = 25};
+    static DistRecord batch[SEQS];
+    static Record alone[SEQS];
+    memset(batch, 0, sizeof batch);
+    memset(alone, 0, sizeof alone);
+    const int prompt[3] = {TOKEN_BOS, 5, 9};
+    LxBatch *b;
+    assert_int_equal(lx_batch_new((LxModel *const *)ms.members, ms.k, NULL, 0, &ep, 4, &b, err), 0);
+    for (int j = 0; j < SEQS; j++) {
+        LxSequenceParams sp = lx_batch_sequence_defaults(b);
+        sp.mode = seq[j].mode;
+        sp.weights = seq[j].w;
+        sp.sampler = seq[j].sp;
+        sp.seed = 70 + (uint64_t)j;
+        sp.generate = g;
+        sp.distribution = 1;
+        assert_int_equal(lx_batch_add_sequence(b, prompt, 3, &sp, record_distribution, &batch[j], NULL, err), 0);
+    }
+    LxSequenceParams bad = lx_batch_sequence_defaults(b);
+    const double zero[3] = {1, 0, 1};
+    bad.weights = zero;
+    assert_int_equal(lx_batch_add_sequence(b, prompt, 3, &bad, NULL, NULL, NULL, err), LX_ERR_ARGUMENT);
+    bad.weights = NULL;
+    bad.mode = (LxMode)99;
+    assert_int_equal(lx_batch_add_sequence(b, prompt, 3, &bad, NULL, NULL, NULL, err), LX_ERR_ARGUMENT);
+    while (lx_batch_active(b) + lx_batch_waiting(b) > 0)
+        assert_int_equal(lx_batch_step(b, err), 0);
+    lx_batch_free(b);
+    int differ_from_default = 0, checked = 0;
+    for (int j = 0; j < SEQS; j++) {
+        checked += batch[j].checked;
+        EnsembleParams lone = {.weights = seq[j].w, .n_ctx = 48, .mode = seq[j].mode, .sampler = seq[j].sp,
+                               .seed = 70 + (uint64_t)j};
+        Ensemble e;
+        assert_int_equal(ensemble_init(&e, ms.members, ms.k, NULL, 0, &lone, err), 0);
+        assert_int_equal(lx_generate_tokens(&e, prompt, 3, &g, record, &alone[j], NULL, err), 0);
+        ensemble_free(&e);
+        if (batch[j].bad)
+            print_message("    sequence %d: %d of %d events with a wrong distribution\n", j, batch[j].bad, batch[j].checked);
+        assert_true(batch[j].bad == 0);
+        int t = 0;
+        while (t < batch[j].r.n && t < alone[j].n && batch[j].r.tokens[t] == alone[j].tokens[t])
+            t++;
+        if (t < batch[j].r.n || t < alone[j].n)
+            assert_true(tie_margin(&ms, &lone, prompt, 3, alone[j].tokens, t) < 1e-5); /* float rounding only */
+        /* The negative control: the batch's own settings with the same seed draw another text. */
+        Record dflt = {0};
+        ep.seed = lone.seed;
+        assert_int_equal(ensemble_init(&e, ms.members, ms.k, NULL, 0, &ep, err), 0);
+        assert_int_equal(lx_generate_tokens(&e, prompt, 3, &g, record, &dflt, NULL, err), 0);
+        ensemble_free(&e);
+        differ_from_default += dflt.n != alone[j].n || memcmp(dflt.tokens, alone[j].tokens, sizeof(int) * (size_t)dflt.n);
+    }
+    assert_true(differ_from_default >= SEQS - 1);
+    assert_true(checked >= 40); /* (a sequence may end at once on end of text) */
+    test_members_close(&ms);
+}
+
 static void test_tokens_equal_separate_runs(void **state)
 {
     (void)state;
@@ -491,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_tokens_equal_separate_runs),
         cmocka_unit_test(test_me_batch_distribution),
         cmocka_unit_test(test_scheduler),
+        cmocka_unit_test(test_sequence_settings),
     };
     return cmocka_run_group_tests(own, NULL, NULL);
 }

@@ -604,6 +604,61 @@ static void test_real_ensemble(void **state)
     model_close(&models[1]);
 }
 
+/* ------------------------------------------------------------------ int8 members */
+
+/* test_members_open's members with members 0 and 2 (of 3) replaced by int8 (version 2) models of
+ * the same shape and seed: the fp32 and int8 formats mixed in one ensemble. */
+static void mixed_members_open(TestMembers *ms, int k, int vocab, uint64_t seed)
+{
+    test_members_open(ms, k, vocab, seed);
+    LxError err[1];
+    for (int i = 0; i < k; i += 2) {
+        ModelConfig c = ms->models[i].config;
+        model_close(&ms->models[i]);
+        test_remove(ms->paths[i]);
+        test_write_model(ms->paths[i], &c, 2, i != 1, seed + (uint64_t)i, 2.0f / sqrtf((float)c.dim));
+        if (model_open(&ms->models[i], ms->paths[i], err))
+            fail_msg("model_open: %s", err->message);
+        assert_int_equal(ms->models[i].version, 2);
+    }
+}
+
+/* ME == CE with int8 and fp32 members mixed: the one-step marginal (chi-square against CE's q,
+ * with the swapped-weights negative control) and whole sequences of three tokens (with the
+ * no-catch-up control), exactly as for fp32 members above. */
+static void test_mixed_int8_members(void **state)
+{
+    (void)state;
+    TestMembers three;
+    mixed_members_open(&three, 3, 16, 1000);
+    SamplerParams settings[] = {params(1, 0, 1, 0), params(0.8f, 8, 0.9f, 0)};
+    for (size_t s = 0; s < sizeof settings / sizeof settings[0]; s++)
+        check_marginal(&three, W3, W3_SWAPPED, settings[s], 60 + s);
+    test_members_close(&three);
+
+    enum { RUNS = 150000 };
+    TestMembers ms;
+    mixed_members_open(&ms, 3, SEQ_V, 1000);
+    int prompt[2] = {TOKEN_BOS, 4};
+    static double prob[SEQ_CELLS], prob_wrong[SEQ_CELLS];
+    static long counts[SEQ_CELLS];
+    sequence_probabilities(&ms, W3, settings[0], prompt, 2, prob);
+    sequence_probabilities(&ms, W3_SWAPPED, settings[0], prompt, 2, prob_wrong);
+    Ensemble me;
+    ensemble_open(&me, &ms, W3, LX_MODE_ME, settings[0], 700);
+    sample_sequences(&me, prompt, 2, RUNS, counts, 0);
+    double p = p_value(counts, prob, SEQ_CELLS), p_wrong = p_value(counts, prob_wrong, SEQ_CELLS);
+    sample_sequences(&me, prompt, 2, RUNS, counts, 1);
+    double p_broken = p_value(counts, prob, SEQ_CELLS);
+    print_message("    int8 + fp32 members, sequences of 3: ME p=%.3g; vs swapped weights p=%.3g; "
+                  "ME without catch-up p=%.3g\n", p, p_wrong, p_broken);
+    assert_true(p > PASS_P);
+    assert_true(p_wrong < REJECT_P);
+    assert_true(p_broken < REJECT_P);
+    ensemble_free(&me);
+    test_members_close(&ms);
+}
+
 int main(void)
 {
     const struct CMUnitTest own[] = {
@@ -616,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_single_member),
         cmocka_unit_test(test_greedy),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_mixed_int8_members),
     };
     const struct CMUnitTest real[] = {
         cmocka_unit_test(test_real_ensemble),

@@ -18,6 +18,10 @@
 
 /* |a - b| <= tol * (1 + |b|) for every entry; logits of these models are O(1). */
 #define TOLERANCE 1e-4
+/* Int8 models: both forwards quantize each product's input, and an input that differs in the last
+ * float bit can round to the next int8 step (1/127 of its group's largest value), so their logits
+ * agree less closely (the tolerance is a fifth of the int8-vs-dequantized one below). */
+#define TOLERANCE_Q8 2e-2
 
 static double max_rel_diff(const float *a, const float *b, size_t n)
 {
@@ -73,9 +77,10 @@ static void check_batched(const ModelConfig *c, int version, int shared, int n, 
     assert_int_equal(forward(&m, &fast, tokens, n, 0, got, 0, err), 0);
     double last = max_rel_diff(got, want + (n - 1) * V, V);
 
-    if (batched > TOLERANCE || stepwise > TOLERANCE || last > TOLERANCE)
+    double tolerance = version == 2 ? TOLERANCE_Q8 : TOLERANCE;
+    if (batched > tolerance || stepwise > tolerance || last > tolerance)
         fail_msg("v%d shared %d n %d batch %d threads %d: batched %.3g stepwise %.3g last %.3g > %g", version,
-                 shared, n, max_batch, fast.threads, batched, stepwise, last, TOLERANCE);
+                 shared, n, max_batch, fast.threads, batched, stepwise, last, tolerance);
 
     /* the reference's last-row-only logits are its all-rows ones' last row, bit for bit */
     forward_reference_free(&ref);
@@ -101,13 +106,134 @@ static void test_batched_equals_sequential(void **state)
                        .vocab_size = 300, .seq_len = 40};
     const ModelConfig *configs[] = {&gqa, &mha, &mqa};
     for (int i = 0; i < 3; i++)
-        for (int version = 0; version <= 1; version++)
+        for (int version = 0; version <= 2; version++)
             for (int shared = 0; shared <= 1; shared++) {
                 check_batched(configs[i], version, shared, 1, 0, 0);
                 check_batched(configs[i], version, shared, 7, 0, 0);
                 check_batched(configs[i], version, shared, 33, 0, 0);
                 check_batched(configs[i], version, shared, 33, 5, 0); /* chunks of 5 */
             }
+}
+
+/* An int8 model against its dequantized fp32 copy (every weight q * s written as a float): they
+ * differ only by the activations' quantization, a relative error of at most 1/254 per input of each
+ * product, so logits agree to within Q8_DEQUANT_TOLERANCE; a copy of another seed (the negative
+ * control) is far outside it. */
+#define Q8_DEQUANT_TOLERANCE 5e-2
+static void write_dequantized(char *path, const Model *q)
+{
+    const ModelConfig *c = &q->config;
+    const size_t D = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size, KVD = model_kv_dim(c);
+    size_t floats = 2 * L * D + D + V * D * (q->shared_classifier ? 1 : 2) + L * (2 * D * D + 2 * KVD * D + 3 * H * D);
+    unsigned char *b = calloc(1, 256 + 4 * floats);
+    float *f = (float *)(b + 256);
+    int32_t head[9] = {(int32_t)CHECKPOINT_MAGIC, 1, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                       c->vocab_size, c->seq_len};
+    memcpy(b, head, sizeof head);
+    b[36] = (unsigned char)q->shared_classifier;
+    for (size_t l = 0; l < L; l++)
+        memcpy(f + l * D, q->w.layers[l].rms_att, 4 * D), memcpy(f + (L + l) * D, q->w.layers[l].rms_ffn, 4 * D);
+    f += 2 * L * D;
+    memcpy(f, q->w.rms_final, 4 * D);
+    f += D;
+    for (size_t i = 0; i < V; i++, f += D)
+        weight_row(f, q->w.token_embedding, i, (int)D);
+    for (int t = 0; t < 7; t++)
+        for (size_t l = 0; l < L; l++) {
+            const LayerWeights *w = &q->w.layers[l];
+            const Weight *m[7] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w1, &w->w2, &w->w3};
+            const size_t rows[7] = {D, KVD, KVD, D, H, D, H}, cols[7] = {D, D, D, D, D, H, D};
+            for (size_t i = 0; i < rows[t]; i++, f += cols[t])
+                weight_row(f, *m[t], i, (int)cols[t]);
+        }
+    for (size_t i = 0; !q->shared_classifier && i < V; i++, f += D)
+        weight_row(f, q->w.wcls, i, (int)D);
+    test_write_bytes(path, b, 256 + 4 * floats);
+    free(b);
+}
+
+static void test_q8_against_dequantized(void **state)
+{
+    (void)state;
+    ModelConfig c = test_tiny_config();
+    LxError err[1];
+    for (int shared = 0; shared <= 1; shared++) {
+        char pq[256], pf[256], po[256];
+        test_write_model(pq, &c, 2, shared, 21, 0);
+        test_write_model(po, &c, 2, shared, 22, 0);
+        Model q, f, o;
+        assert_int_equal(model_open(&q, pq, err), 0);
+        write_dequantized(pf, &q);
+        assert_int_equal(model_open(&f, pf, err), 0);
+        assert_int_equal(model_open(&o, po, err), 0);
+        enum { N = 24 };
+        int tokens[N];
+        random_tokens(tokens, N, c.vocab_size, 9);
+        size_t V = c.vocab_size;
+        float *lq = malloc(sizeof(float) * N * V), *lf = malloc(sizeof(float) * N * V), *lo = malloc(sizeof(float) * N * V);
+        ForwardState s;
+        assert_int_equal(forward_state_init(&s, &c, N, 0, err), 0);
+        assert_int_equal(forward(&q, &s, tokens, N, 0, lq, 1, err), 0);
+        assert_int_equal(forward(&f, &s, tokens, N, 0, lf, 1, err), 0);
+        assert_int_equal(forward(&o, &s, tokens, N, 0, lo, 1, err), 0);
+        double d = max_rel_diff(lq, lf, N * V), control = max_rel_diff(lo, lf, N * V);
+        if (d > Q8_DEQUANT_TOLERANCE || control < 10 * Q8_DEQUANT_TOLERANCE)
+            fail_msg("shared %d: int8 vs dequantized %.3g (want <= %g), another seed %.3g (want >= %g)", shared, d,
+                     Q8_DEQUANT_TOLERANCE, control, 10 * Q8_DEQUANT_TOLERANCE);
+        free(lq), free(lf), free(lo);
+        forward_state_free(&s);
+        model_close(&q), model_close(&f), model_close(&o);
+        test_remove(pq), test_remove(pf), test_remove(po);
+    }
+}
+
+/* Several sequences of an int8 model in one forward_spans (a k-token span, a one-token span, a
+ * span straddling chunks) against each sequence's one-token steps. */
+static void test_q8_spans(void **state)
+{
+    (void)state;
+    ModelConfig c = test_tiny_config();
+    LxError err[1];
+    char p[256];
+    test_write_model(p, &c, 2, 1, 31, 0);
+    Model m;
+    assert_int_equal(model_open(&m, p, err), 0);
+    enum { SPANS = 3, MAX_N = 9 };
+    const int n[SPANS] = {5, 1, 9}, pos0[SPANS] = {0, 3, 2};
+    int tokens[SPANS][MAX_N + 3];
+    ForwardState work, cache[SPANS], step;
+    assert_int_equal(forward_state_init(&work, &c, 16, 4, err), 0); /* chunks of 4 rows */
+    assert_int_equal(forward_state_init(&step, &c, 16, 0, err), 0);
+    size_t V = c.vocab_size;
+    float got[SPANS * MAX_N * 16], want[16];
+    ForwardSpan spans[SPANS];
+    for (int j = 0; j < SPANS; j++) {
+        random_tokens(tokens[j], pos0[j] + n[j], c.vocab_size, 40 + j);
+        assert_int_equal(forward_cache_init(&cache[j], &c, 16, err), 0);
+        if (pos0[j] > 0) /* the earlier positions already in the cache */
+            assert_int_equal(forward_spans(&m, &work, &(ForwardSpan){&cache[j], tokens[j], pos0[j], 0, FORWARD_LOGITS_NONE},
+                                           1, NULL, err), 0);
+        spans[j] = (ForwardSpan){&cache[j], tokens[j] + pos0[j], n[j], pos0[j], FORWARD_LOGITS_ALL};
+    }
+    assert_int_equal(forward_spans(&m, &work, spans, SPANS, got, err), 0);
+    double worst = 0;
+    size_t row = 0;
+    for (int j = 0; j < SPANS; j++)
+        for (int t = 0; t < pos0[j] + n[j]; t++) {
+            assert_int_equal(forward(&m, &step, &tokens[j][t], 1, t, want, 0, err), 0);
+            if (t < pos0[j])
+                continue;
+            double d = max_rel_diff(got + row++ * V, want, V);
+            worst = d > worst ? d : worst;
+        }
+    if (worst > TOLERANCE_Q8)
+        fail_msg("int8 spans vs one-token steps: %.3g > %g", worst, TOLERANCE_Q8);
+    for (int j = 0; j < SPANS; j++)
+        forward_state_free(&cache[j]);
+    forward_state_free(&work);
+    forward_state_free(&step);
+    model_close(&m);
+    test_remove(p);
 }
 
 /* Both kernel paths of the dispatcher (stream and BLAS) inside a whole forward, on 1 and 3
@@ -297,6 +423,67 @@ static void test_stories260K_greedy(void **state)
     model_close(&m);
 }
 
+/* llama2.c's runq.c (built from karpathy/llama2.c), `runq FILE -z tok512.bin -t 0 -n 200`, prints
+ * exactly these (and a newline) for the two int8 files of the models folder. */
+static const char *RUNQ_GREEDY_200[2][2] = {
+    {"stories260K_q80_gs4.bin",
+     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+     "One day, she saw a big, red ball. She wanted to play with it, but it was too high.\n"
+     "Lily's mom said, \"Lily, let's go to the park.\" Lily was sad and didn't know what to do. "
+     "She said, \"I want to play with your ball, but I can't find it.\"\n"
+     "Lily was sad and didn't know what to do. She said, \"I'm sorry, Lily. I didn't know what to do.\"\n"
+     "Lily didn't want to help, but she did"},
+    {"llama2xs_tok512_q80.bin",
+     "Once upon a time, there was a little girl named Lily. She loved to play with her toys and all day long. "
+     "One day, she saw a big box. He was very happy. He wanted to play with her toys and play with her mom.\n"
+     "They came to the park. The bird was very happy. He wanted to play with them. He was very happy. "
+     "He said, \"It's a boy,\" said then said, \"It's a boy,\" said the cat. \"It's okay, Lily. It's okay.\"\n"
+     "Lily was so happy and said, \"It's okay, Lily. It's anymore. It's animals,\" said the"},
+};
+
+static void test_q80_greedy(void **state)
+{
+    (void)state;
+    LxError err[1];
+    char tok_path[4096];
+    if (!test_real_model("tok512.bin"))
+        skip();
+    snprintf(tok_path, sizeof tok_path, "%s", test_real_model("tok512.bin"));
+    int ran = 0;
+    for (int i = 0; i < 2; i++) {
+        const char *p = test_real_model(RUNQ_GREEDY_200[i][0]);
+        if (!p)
+            continue;
+        Model m;
+        assert_int_equal(model_open(&m, p, err), 0);
+        Tokenizer *tok = tokenizer_open(tok_path, m.config.vocab_size, err);
+        assert_non_null(tok);
+        /* The reference is runq.c's arithmetic: the same text. The fast forward sums in other
+         * orders, and with groups of 4 one activation rounded the other way moves a logit by up
+         * to 0.08 (measured), enough to flip a near-tie: for gs 4 it agreed on 448 bytes in the
+         * -O3 build and 429 under the sanitizers (the compiler's float order moves it), so it must
+         * agree on the first 256 (the first two sentences' lines); for gs 64 on all of it. */
+        for (int reference = 1; reference >= 0; reference--) {
+            char *text = greedy_text(&m, tok, 200, reference);
+            const char *want = RUNQ_GREEDY_200[i][1];
+            size_t need = reference || m.group_size >= 64 ? strlen(want) + 1 : 256, same = 0;
+            while (text[same] && text[same] == want[same])
+                same++;
+            if (text[same] == want[same])
+                same++; /* both ended: count the terminator */
+            if (same < need)
+                fail_msg("%s, %s forward: greedy text agrees with runq.c's on %zu bytes, want %zu:\n%s",
+                         RUNQ_GREEDY_200[i][0], reference ? "reference" : "fast", same, need, text);
+            free(text);
+        }
+        tokenizer_free(tok);
+        model_close(&m);
+        ran++;
+    }
+    if (!ran)
+        skip();
+}
+
 /* One model, several states in different threads: the model is read-only, so each sequence
  * gives the same logits as when run alone. */
 static void test_shared_model_threads(void **state)
@@ -343,12 +530,15 @@ int main(void)
     const struct CMUnitTest own[] = {
         cmocka_unit_test(test_batched_equals_sequential),
         cmocka_unit_test(test_blas_and_stream_paths),
+        cmocka_unit_test(test_q8_against_dequantized),
+        cmocka_unit_test(test_q8_spans),
         cmocka_unit_test(test_tolerance_detects_difference),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_shared_model_threads),
     };
     const struct CMUnitTest real[] = {
         cmocka_unit_test(test_stories260K_greedy),
+        cmocka_unit_test(test_q80_greedy),
     };
     TEST_MAIN(own, real);
 }

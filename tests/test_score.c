@@ -192,6 +192,75 @@ static void test_ensemble_nll(void **state)
     test_members_close(&ms);
 }
 
+/* ------------------------------------------------------------------ 2b. standard errors */
+
+/* Hand-computed: member 1's losses 1,2,3,4 have mean 2.5 and sample variance 5/3, so the SE is
+ * sqrt(5/3 / 4) = sqrt(5/12); member 2's 2,2,4,4 mean 3, variance 4/3, SE sqrt(1/3). Their
+ * paired difference 1,0,1,0 has mean 0.5, variance 1/3, SE sqrt(1/12) = 0.2887, well below the
+ * unpaired sqrt(5/12 + 1/3) = 0.866 (negative control: an SE computed without pairing fails the
+ * paired check). An ensemble with all weight on member 1 is member 1: difference 0 +- 0. One
+ * token has no SE (NaN). */
+static void test_standard_errors(void **state)
+{
+    (void)state;
+    LxError err[1];
+    ScoreTable t;
+    assert_int_equal(score_table_init(&t, 2, 4, err), 0);
+    const double l1[4] = {1, 2, 3, 4}, l2[4] = {2, 2, 4, 4};
+    for (int j = 0; j < 4; j++) {
+        t.logp[j] = -l1[j];
+        t.logp[4 + j] = -l2[j];
+    }
+    double se, only1[2] = {1, 0};
+    assert_true(fabs(score_nll_stats(&t, 0, SCORE_NONE, NULL, &se) - 2.5) < 1e-12);
+    assert_true(fabs(se - sqrt(5.0 / 12)) < 1e-12);
+    assert_true(fabs(score_nll_stats(&t, 1, SCORE_NONE, NULL, &se) - 3.0) < 1e-12);
+    assert_true(fabs(se - sqrt(1.0 / 3)) < 1e-12);
+    assert_true(fabs(score_nll_stats(&t, 1, 0, NULL, &se) - 0.5) < 1e-12);
+    assert_true(fabs(se - sqrt(1.0 / 12)) < 1e-12);
+    double unpaired = sqrt(5.0 / 12 + 1.0 / 3);
+    assert_false(fabs(unpaired - sqrt(1.0 / 12)) < 1e-3); /* the control: pairing matters here */
+    assert_true(fabs(score_nll_stats(&t, 0, 1, NULL, &se) + 0.5) < 1e-12); /* a - b = -(b - a) */
+    assert_true(fabs(se - sqrt(1.0 / 12)) < 1e-12);
+    assert_true(fabs(score_nll_stats(&t, SCORE_ENSEMBLE, SCORE_NONE, only1, &se) - 2.5) < 1e-12);
+    assert_true(fabs(se - sqrt(5.0 / 12)) < 1e-12);
+    assert_true(fabs(score_nll_stats(&t, SCORE_ENSEMBLE, 0, only1, &se)) < 1e-12);
+    assert_true(se < 1e-12);
+    /* equal weights: the ensemble's mean agrees with score_ensemble_nll */
+    const double half[2] = {0.5, 0.5};
+    assert_true(fabs(score_nll_stats(&t, SCORE_ENSEMBLE, SCORE_NONE, half, &se) - score_ensemble_nll(&t, half)) < 1e-12);
+    score_table_free(&t);
+
+    assert_int_equal(score_table_init(&t, 1, 1, err), 0);
+    t.logp[0] = -2;
+    assert_true(fabs(score_nll_stats(&t, 0, SCORE_NONE, NULL, &se) - 2) < 1e-12);
+    assert_true(isnan(se));
+    score_table_free(&t);
+}
+
+/* A message whose path is longer than the message buffer keeps its problem: util.c's fail()
+ * cuts the middle out of the longest word (the path) instead of the end. A path of 3000 and of
+ * 600 characters, and a short message that is left exactly as it is (control). */
+static void test_long_path_message(void **state)
+{
+    (void)state;
+    static char path[3001];
+    LxError err[1];
+    for (int len = 600; len <= 3000; len += 2400) {
+        memset(path, 'd', (size_t)len);
+        path[len] = '\0';
+        (fail)(err, LX_ERR_FILE, "%s: cannot open: No such file or directory", path);
+        size_t n = strlen(err->message);
+        assert_true(n < LX_ERROR_LENGTH);
+        assert_non_null(strstr(err->message, "...d"));
+        const char *tail = "d: cannot open: No such file or directory"; /* the whole problem, at the end */
+        assert_true(n > strlen(tail) && strcmp(err->message + n - strlen(tail), tail) == 0);
+        assert_true(n >= LX_ERROR_LENGTH - 1); /* shortened only as much as needed */
+    }
+    (fail)(err, LX_ERR_FILE, "%s: cannot open: %s", "a.bin", "No such file or directory");
+    assert_string_equal(err->message, "a.bin: cannot open: No such file or directory");
+}
+
 /* ------------------------------------------------------------------ 3. EM on known tables */
 
 static void check_monotone(const double *trace, int steps)
@@ -544,6 +613,8 @@ int main(void)
     const struct CMUnitTest own[] = {
         cmocka_unit_test(test_member_matches_reference),
         cmocka_unit_test(test_ensemble_nll),
+        cmocka_unit_test(test_standard_errors),
+        cmocka_unit_test(test_long_path_message),
         cmocka_unit_test(test_em_known_tables),
         cmocka_unit_test(test_em_recovers_weights),
         cmocka_unit_test(test_errors),

@@ -6,6 +6,7 @@
 #include "config.h"
 #include "cli.h"
 #include "harness.h"
+#include "internal.h"
 #include "members.h"
 #include "report.h"
 
@@ -37,6 +38,7 @@ static void usage(FILE *out)
         "      --shape NAME       random members of a shape instead: 260K, 15M, 42M, 110M, tiny\n"
         "                         (default " DEFAULT_SHAPE "), seeds -s, -s+1, ...; written to TMPDIR\n"
         "                         (atomically) and deleted as soon as they are mapped\n"
+        "      --quant q8_0       the --shape members in int8 (llama2.c version 2, Q8_0), or f32\n"
         "  -k, --members LIST     ensemble sizes, e.g. 3 or 1,2,3,4 (default: all -m models, or %d)\n"
         "  -p, --n-prompt LIST    prompt lengths (default %d)\n"
         "  -n, --n-gen LIST       tokens generated after the prompt (default %d; 0: prompt only)\n"
@@ -55,6 +57,8 @@ static void usage(FILE *out)
         "                         at each S, and each S over the first (sequence j: seed -s + j)\n"
         "      --router FILE      also run each ce and me test of the router's K with it, side by\n"
         "                         side, and time the router alone (its cost per token)\n"
+        "      --wait POLICY      how idle threads wait: passive (sleep at once; the default), active\n"
+        "                         (spin), or N (spin N times, then sleep); the report says which\n"
         "  -h, --help\n\n"
         "pp P: the P prompt tokens through what the mode runs to sample the first token (single: one\n"
         "forward; ce: one per member; me: one, through the picked member). tg N: N more tokens, each\n"
@@ -72,10 +76,20 @@ static int parse_list(const char *option, const char *text, long min, long max, 
 {
     char buf[256];
     int most = modes ? BENCH_MAX_MODES : BENCH_MAX_LIST;
+    if (strlen(text) >= sizeof buf) { /* refused, not cut: a cut list would run other tests */
+        cli_error("%s: the list is %zu characters long, at most %zu", option, strlen(text), sizeof buf - 1);
+        return -1;
+    }
     snprintf(buf, sizeof buf, "%s", text);
     *count = 0;
-    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+    for (char *item = buf, *next; *text && item; item = next) {
         LxMode m;
+        if ((next = strchr(item, ',')))
+            *next++ = '\0';
+        if (!*item) { /* "1,,2" or "1,2,": a slip, not a list */
+            cli_error("%s: an empty value in '%s'", option, text);
+            return -1;
+        }
         if (*count == most) {
             cli_error("%s: at most %d %s", option, most, modes ? "modes" : "values");
             return -1;
@@ -104,13 +118,17 @@ typedef struct {
     BenchPlan plan;
 } Options;
 
-enum { OPT_SHAPE = 256, OPT_JSON_FILE, OPT_TEMP, OPT_TOP_P, OPT_TOP_K, OPT_BW, OPT_NO_LIMITS, OPT_ROUTER, OPT_SEQUENCES };
+enum { OPT_SHAPE = 256, OPT_QUANT, OPT_JSON_FILE, OPT_TEMP, OPT_TOP_P, OPT_TOP_K, OPT_BW, OPT_NO_LIMITS, OPT_ROUTER, OPT_SEQUENCES,
+       OPT_WAIT };
+
+static int shape_version = 1; /* --quant */
 
 /* -1: run; otherwise the exit status to return now (after --help, or a usage error printed). */
 static int parse_options(int argc, char **argv, Options *o)
 {
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'}, {"shape", required_argument, 0, OPT_SHAPE},
+        {"quant", required_argument, 0, OPT_QUANT},
         {"members", required_argument, 0, 'k'}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"repetitions", required_argument, 0, 'r'},
         {"threads", required_argument, 0, 't'}, {"ensemble", required_argument, 0, 'e'},
@@ -119,7 +137,8 @@ static int parse_options(int argc, char **argv, Options *o)
         {"top-p", required_argument, 0, OPT_TOP_P}, {"top-k", required_argument, 0, OPT_TOP_K},
         {"bw-mib", required_argument, 0, OPT_BW}, {"no-limits", no_argument, 0, OPT_NO_LIMITS},
         {"router", required_argument, 0, OPT_ROUTER}, {"sequences", required_argument, 0, OPT_SEQUENCES},
-        {"tokenizer", required_argument, 0, 'z'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"tokenizer", required_argument, 0, 'z'}, {"wait", required_argument, 0, OPT_WAIT},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     BenchPlan *p = &o->plan;
     memset(o, 0, sizeof *o);
@@ -153,6 +172,12 @@ static int parse_options(int argc, char **argv, Options *o)
             o->tok_paths[o->n_toks++] = optarg;
             break;
         case OPT_SHAPE: p->shape = optarg; break;
+        case OPT_QUANT: /* the --shape members' checkpoint version: 1 fp32, 2 int8 */
+            bad = strcmp(optarg, "q8_0") != 0 && strcmp(optarg, "f32") != 0;
+            if (bad)
+                cli_error("--quant: '%s' is not q8_0 or f32", optarg);
+            shape_version = optarg[0] == 'q' ? 2 : 1;
+            break;
         case 'k': bad = parse_list("-k", optarg, 1, CLI_MAX_MEMBERS, 0, p->ks, &p->nk); break;
         case 'p': bad = parse_list("-p", optarg, 1, 1 << 20, 0, p->ps, &p->np); break;
         case 'n': bad = parse_list("-n", optarg, 0, 1 << 20, 0, p->ns, &p->nn); break;
@@ -174,6 +199,7 @@ static int parse_options(int argc, char **argv, Options *o)
         case OPT_NO_LIMITS: p->limits = 0; break;
         case OPT_ROUTER: p->router_path = optarg; break;
         case OPT_SEQUENCES: bad = parse_list("--sequences", optarg, 1, 1024, 0, p->seqs, &p->nseqs); break;
+        case OPT_WAIT: bad = cli_wait_option(optarg); break;
         case 'h': usage(stdout); return cli_flush() ? EXIT_RUNTIME : EXIT_OK;
         default: return cli_bad_option("bench", argv);
         }
@@ -218,6 +244,7 @@ int cmd_bench(int argc, char **argv)
     int status = parse_options(argc, argv, &o);
     if (status >= 0)
         return status;
+    cli_wait_apply(); /* (may re-execute the program with the wait policy set) */
     BenchPlan *p = &o.plan;
     LxModelConfig config;
     LxError err;
@@ -236,7 +263,7 @@ int cmd_bench(int argc, char **argv)
             config.seq_len = bench_context(p);
         fprintf(stderr, "llamix bench: writing %d random member%s of shape %s\n", p->n_models,
                 p->n_models > 1 ? "s" : "", p->shape);
-        if (bench_random_members(&config, p->n_models, p->seed, models, &err) != LX_OK) {
+        if (bench_random_members(&config, p->n_models, p->seed, shape_version, models, &err) != LX_OK) {
             cli_error("%s", err.message);
             return EXIT_RUNTIME;
         }
@@ -287,12 +314,16 @@ int cmd_bench(int argc, char **argv)
     (o.json ? report_json : report_markdown)(stdout, &R);
     if (cli_flush())
         goto done;
-    if (o.json_file) {
-        FILE *f = fopen(o.json_file, "w");
-        if (f)
-            report_json(f, &R);
-        if (!f || fclose(f)) {
-            cli_error("%s: cannot write the report", o.json_file);
+    if (o.json_file) { /* written whole or not at all, like every file llamix writes */
+        AtomicFile af;
+        if (atomic_file_open(&af, o.json_file, 0, &err) == 0) {
+            report_json(af.f, &R);
+            if (atomic_file_commit(&af, &err) == 0)
+                err.status = LX_OK;
+        }
+        if (err.status != LX_OK) {
+            atomic_file_abort(&af);
+            cli_error("--json-file: %s", err.message);
             goto done;
         }
     }

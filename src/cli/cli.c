@@ -122,6 +122,7 @@ static void guard_mapping(const LxModel *m)
     int n = snprintf(mapped[i].message, sizeof mapped[i].message,
                      "llamix: the checkpoint changed or was truncated while in use: %s\n", lx_model_path(m));
     mapped[i].length = n > 0 && (size_t)n < sizeof mapped[i].message ? (size_t)n : sizeof mapped[i].message - 1;
+    mapped[i].message[mapped[i].length - 1] = '\n'; /* (a cut path still ends the line) */
     n_mapped = i + 1;
     if (i == 0) {
         struct sigaction sa;
@@ -233,6 +234,99 @@ int cli_flush(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------ thread waiting
+ *
+ * Every product splits over the threads, so each layer ends in barriers. A thread that arrives
+ * early either spins (a core busy doing nothing, but it wakes at once) or sleeps in the kernel
+ * (the core free, a wake-up of some microseconds). On an idle machine spinning is a little
+ * faster; on a busy one a spinning thread holds the core that the thread it waits for needs,
+ * and -t 2 can fall to a tenth of -t 1 (bench/RESULTS.md, "Thread waiting"). The policy is the
+ * OpenMP runtime's, read from the environment when the runtime loads: OMP_WAIT_POLICY
+ * (active/passive, standard) and libgomp's GOMP_SPINCOUNT (spin that many times, then sleep). */
+
+static const char *wait_choice; /* --wait's value, or NULL */
+
+int cli_wait_option(const char *text)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(text, &end, 10);
+    if (strcmp(text, "active") == 0 || strcmp(text, "passive") == 0 ||
+        (isdigit((unsigned char)text[0]) && *end == '\0' && errno == 0 && n <= 1000000000000LL)) {
+        wait_choice = text;
+        return 0;
+    }
+    cli_error("--wait: '%s' is not active, passive or a spin count from 0 to 1e12", text);
+    return -1;
+}
+
+/* 1 if the variable's value is want (NULL: unset). */
+static int env_is(const char *name, const char *want)
+{
+    const char *v = getenv(name);
+    return want ? v && strcmp(v, want) == 0 : v == NULL;
+}
+
+/* The program's own command line as the kernel keeps it (getopt has permuted argv's pointers
+ * but not the strings): the arguments to re-execute with. NULL if it cannot be read. */
+static char **own_command_line(void)
+{
+    static char buf[1 << 17];
+    static char *args[4096];
+    FILE *f = fopen("/proc/self/cmdline", "rb");
+    if (!f)
+        return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    int complete = feof(f) && !ferror(f);
+    fclose(f);
+    if (!complete || n == 0)
+        return NULL;
+    buf[n] = '\0';
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 1 < sizeof args / sizeof args[0]; i += strlen(buf + i) + 1)
+        args[k++] = buf + i;
+    args[k] = NULL;
+    return k ? args : NULL;
+}
+
+void cli_wait_apply(void)
+{
+    const char *choice = wait_choice;
+    if (!choice) {
+        if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+            return; /* the user's own setting stands */
+        choice = CLI_WAIT_DEFAULT;
+    }
+    int spin = isdigit((unsigned char)choice[0]);
+    const char *policy = spin ? NULL : choice, *count = spin ? choice : NULL;
+    if (env_is("OMP_WAIT_POLICY", policy) && env_is("GOMP_SPINCOUNT", count))
+        return; /* in effect: this is the re-executed program, or the user set the same */
+    if (getenv("LLAMIX_WAIT_REEXEC"))
+        return; /* re-executed once already: never loop */
+    char **args = own_command_line();
+    int ok = args && setenv("LLAMIX_WAIT_REEXEC", choice, 1) == 0 &&
+             (policy ? setenv("OMP_WAIT_POLICY", policy, 1) : unsetenv("OMP_WAIT_POLICY")) == 0 &&
+             (count ? setenv("GOMP_SPINCOUNT", count, 1) : unsetenv("GOMP_SPINCOUNT")) == 0;
+    if (ok) {
+        fflush(NULL);
+        execv("/proc/self/exe", args);
+    }
+    if (wait_choice) /* asked for and not had: say so once; the run goes on with the runtime's default */
+        cli_error("--wait: cannot re-execute with the policy set (%s); going on with the OpenMP default",
+                  ok ? strerror(errno) : "no command line");
+}
+
+void cli_wait_describe(char *out, size_t size)
+{
+    const char *policy = getenv("OMP_WAIT_POLICY"), *count = getenv("GOMP_SPINCOUNT");
+    if (count)
+        snprintf(out, size, "spin %s then sleep (GOMP_SPINCOUNT=%s)", count, count);
+    else if (policy)
+        snprintf(out, size, "%s (OMP_WAIT_POLICY=%s)", policy, policy);
+    else
+        snprintf(out, size, "the OpenMP runtime's default (neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT set)");
+}
+
 void cli_getopt_reset(void)
 {
     optind = 1;
@@ -281,6 +375,15 @@ void cli_json_string(FILE *out, const char *s)
         c += n ? n : 1;
     }
     fputc('"', out);
+}
+
+void cli_table_string(FILE *out, const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c < 0x20 || *c == 0x7f || *c == '\\')
+            fprintf(out, "\\x%02x", *c);
+        else
+            fputc(*c, out);
 }
 
 void cli_json_number(FILE *out, double x)

@@ -57,7 +57,25 @@ int cli_flush(void);
 /* JSON values: a string with quotes and control characters escaped; a number, or null for
  * infinities and NaN (JSON has neither). */
 void cli_json_string(FILE *out, const char *s);
+/* A file name in a table or report line: control bytes (a newline would start a false row) and
+ * backslashes written as \xHH, everything else as it is. */
+void cli_table_string(FILE *out, const char *s);
 void cli_json_number(FILE *out, double x);
+
+/* --wait active|passive|N: how idle OpenMP threads wait at a barrier (thread_wait in cli.c).
+ * libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when it is loaded, before main: so the
+ * choice takes effect by setting them and re-executing the program once. cli_wait_option records
+ * the value (prints and returns -1 on a bad one); cli_wait_apply, called after the options are
+ * parsed and before anything is opened, puts the recorded choice (or, when the user set neither
+ * the option nor either variable, CLI_WAIT_DEFAULT) into effect, returning only when it already
+ * is or cannot be. cli_wait_describe writes what is in effect, for reports. */
+#define CLI_WAIT_DEFAULT "passive"
+#define CLI_WAIT_HELP \
+    "      --wait POLICY     how idle threads wait: passive (sleep at once; the default), active\n" \
+    "                        (spin), or N (spin N times, then sleep); see llamix(1)\n"
+int cli_wait_option(const char *text);
+void cli_wait_apply(void);
+void cli_wait_describe(char *out, size_t size);
 
 /* The most members an ensemble may have on the command line. */
 #define CLI_MAX_MEMBERS 16
@@ -83,7 +101,9 @@ int bench_vocab(LxModel **models, int k, LxTokenizer **toks, const LxSamplerPara
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_serve(int argc, char **argv); /* serve.c */
 
 #endif

@@ -1,6 +1,7 @@
 /* cmd_generate.c: `llamix generate`: text from one model or an ensemble. */
 #include "config.h"
 #include "cli.h"
+#include "mpi_members.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -30,6 +31,10 @@ static void usage(FILE *out)
         "                        --fit-router) instead of -w; ME stays exact and one member per token\n"
         "  -r, --stop STR        stop before the first STR in the text (repeatable)\n"
         "  -t, --threads N       threads (default: OMP_NUM_THREADS or all cores)\n"
+        CLI_WAIT_HELP
+        "      --mpi             members on MPI ranks (mpirun -np R llamix generate --mpi ...); the\n"
+        "                        same tokens as without it\n"
+        "      --member-ranks L  with --mpi: each member's rank, e.g. 0,1,1 (default: round-robin)\n"
         "  -N, --samples N       N independent samples of each prompt; sample j uses seed s + j, so it\n"
         "                        is what a single run with -s s+j prints (default 1)\n"
         "      --prompts FILE    one prompt a line, each sampled -N times\n"
@@ -51,7 +56,8 @@ static void usage(FILE *out)
         "strings; every member is fed each drawn string by one fixed rule, so me is still exactly ce.\n");
 }
 
-enum { OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_PROMPTS, OPT_PARALLEL, OPT_ROUTER };
+enum { OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_PROMPTS, OPT_PARALLEL, OPT_ROUTER, OPT_MPI, OPT_MEMBER_RANKS,
+       OPT_WAIT };
 #define MAX_STOP 16
 
 /* Streams each released piece of text to stdout; a failed write stops generation. */
@@ -68,6 +74,7 @@ typedef struct {
     int n_samples, parallel, jsonl, batch; /* batch: -N, --prompts, --parallel or -o given */
     const char *prompts_file;
     const char *prompt, *weights_text, *router_path;
+    int mpi; const char *member_ranks; /* --mpi, --member-ranks (mpi_members.h) */
     unsigned long long seed;
     LxEnsembleParams ensemble;
 } Options;
@@ -87,6 +94,8 @@ static int parse(int argc, char **argv, Options *o)
         {"stop", required_argument, 0, 'r'}, {"threads", required_argument, 0, 't'},
         {"samples", required_argument, 0, 'N'}, {"prompts", required_argument, 0, OPT_PROMPTS},
         {"parallel", required_argument, 0, OPT_PARALLEL}, {"output", required_argument, 0, 'o'},
+        {"mpi", no_argument, 0, OPT_MPI}, {"member-ranks", required_argument, 0, OPT_MEMBER_RANKS},
+        {"wait", required_argument, 0, OPT_WAIT},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     LxSamplerParams *sp = &o->ensemble.sampler;
@@ -115,6 +124,9 @@ static int parse(int argc, char **argv, Options *o)
         case 's': if (cli_u64("-s", optarg, &o->seed)) return EXIT_USAGE; o->have_seed = 1; break;
         case 'w': o->weights_text = optarg; break;
         case OPT_ROUTER: o->router_path = optarg; break;
+        case OPT_MPI: o->mpi = 1; break;
+        case OPT_MEMBER_RANKS: o->member_ranks = optarg; break;
+        case OPT_WAIT: if (cli_wait_option(optarg)) return EXIT_USAGE; break;
         case 'e':
             if (lx_mode_parse(optarg, &o->ensemble.mode, &err)) {
                 cli_error("--ensemble: '%s' is not one of me, ce, ce-mixture, ce-unite", optarg);
@@ -161,6 +173,11 @@ static int parse(int argc, char **argv, Options *o)
     }
     if (o->n_predict == 0) {
         cli_error("-n: 0 tokens to generate: nothing to do (use -1 for the whole context)");
+        return EXIT_USAGE;
+    }
+    if ((o->member_ranks && !o->mpi) || (o->mpi && o->batch)) {
+        cli_error(o->mpi ? "--mpi: one sequence at a time: -N, --prompts, --parallel and -o are not supported with it"
+                         : "--member-ranks: it goes with --mpi");
         return EXIT_USAGE;
     }
     return -2;
@@ -220,9 +237,13 @@ int cmd_generate(int argc, char **argv)
         o.seed = (unsigned long long)time(NULL);
     o.ensemble.seed = o.seed;
 
+    cli_wait_apply(); /* (may re-execute the program with the wait policy set) */
     LxModel *models[CLI_MAX_MEMBERS];
     LxTokenizer *toks[CLI_MAX_MEMBERS];
-    if (cli_open_models(o.model_paths, o.k, models))
+    if (o.mpi) { /* members on MPI ranks: only rank 0 goes on (mpi_members.h) */
+        if ((rc = mpi_members_open(o.model_paths, o.k, o.member_ranks, models)) >= 0)
+            return rc;
+    } else if (cli_open_models(o.model_paths, o.k, models))
         return EXIT_RUNTIME;
     int status = EXIT_RUNTIME, n_prompt = 0;
     LxEnsemble *e = NULL;
@@ -278,7 +299,8 @@ int cmd_generate(int argc, char **argv)
         status = EXIT_USAGE;
         goto done;
     }
-    if (lx_ensemble_new(models, o.k, toks, o.n_tokenizers, &o.ensemble, &e, &err)) {
+    if (lx_ensemble_new(models, o.k, toks, o.n_tokenizers, &o.ensemble, &e, &err) ||
+        (o.mpi && mpi_attach(e, o.ensemble.threads, &err))) {
         status = cli_library_error(&err);
         goto done;
     }

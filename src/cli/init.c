@@ -17,13 +17,15 @@ static void usage(FILE *out)
         "  --dim N  --hidden-dim N  --layers N  --heads N  --kv-heads N  --vocab N  --seq-len N\n"
         "  -s, --seed N         weights seed (default 1)\n"
         "  --std X              standard deviation of the weights\n"
-        "  --version V          checkpoint version 0 (legacy) or 1 (default 1)\n"
+        "  --version V          checkpoint version 0 (legacy), 1 (default) or 2 (int8 Q8_0)\n"
+        "  --quant q8_0         int8 weights: version 2, the version 1 model of the same seed\n"
+        "                       quantized as `llamix quantize` does (default group size)\n"
         "  --separate-classifier  store a classifier apart from the token embedding\n"
         "  -o, --output PATH    the file to write\n");
 }
 
 enum { OPT_SHAPE = 256, OPT_DIM, OPT_HIDDEN, OPT_LAYERS, OPT_HEADS, OPT_KV_HEADS, OPT_VOCAB,
-       OPT_SEQ, OPT_STD, OPT_VERSION, OPT_SEPARATE };
+       OPT_SEQ, OPT_STD, OPT_VERSION, OPT_SEPARATE, OPT_QUANT };
 
 int cmd_init(int argc, char **argv)
 {
@@ -34,7 +36,7 @@ int cmd_init(int argc, char **argv)
         {"vocab", required_argument, 0, OPT_VOCAB}, {"seq-len", required_argument, 0, OPT_SEQ},
         {"seed", required_argument, 0, 's'}, {"std", required_argument, 0, OPT_STD},
         {"version", required_argument, 0, OPT_VERSION},
-        {"separate-classifier", no_argument, 0, OPT_SEPARATE},
+        {"separate-classifier", no_argument, 0, OPT_SEPARATE}, {"quant", required_argument, 0, OPT_QUANT},
         {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     LxModelConfig c;
@@ -42,7 +44,7 @@ int cmd_init(int argc, char **argv)
     lx_model_shape("tiny", &c, &err);
     unsigned long long seed = 1;
     float std = 0;
-    int version = 1, shared = 1, opt;
+    int version = 1, shared = 1, quant = -1, opt; /* quant: -1 not given, 0 f32, 1 q8_0 */
     const char *output = NULL;
     const long big = 1 << 20;
     cli_getopt_reset();
@@ -63,7 +65,14 @@ int cmd_init(int argc, char **argv)
         case OPT_SEQ: if (cli_int("--seq-len", optarg, 1, big, &c.seq_len)) return EXIT_USAGE; break;
         case 's': if (cli_u64("-s", optarg, &seed)) return EXIT_USAGE; break;
         case OPT_STD: if (cli_float("--std", optarg, 1e-9, 100, &std)) return EXIT_USAGE; break;
-        case OPT_VERSION: if (cli_int("--version", optarg, 0, 1, &version)) return EXIT_USAGE; break;
+        case OPT_VERSION: if (cli_int("--version", optarg, 0, 2, &version)) return EXIT_USAGE; break;
+        case OPT_QUANT:
+            if (strcmp(optarg, "q8_0") != 0 && strcmp(optarg, "f32") != 0) {
+                cli_error("--quant: '%s' is not q8_0 or f32", optarg);
+                return EXIT_USAGE;
+            }
+            quant = optarg[0] == 'q';
+            break;
         case OPT_SEPARATE: shared = 0; break;
         case 'o': output = optarg; break;
         case 'h': usage(stdout); return EXIT_OK;
@@ -78,6 +87,16 @@ int cmd_init(int argc, char **argv)
         cli_error("init: give the output file (-o PATH)");
         return EXIT_USAGE;
     }
+    if (quant == 1 && version == 0) {
+        cli_error("init: --quant q8_0 writes version 2, not --version 0");
+        return EXIT_USAGE;
+    }
+    if (quant == 0 && version == 2) {
+        cli_error("init: --version 2 is int8 (q8_0), not --quant f32");
+        return EXIT_USAGE;
+    }
+    if (quant == 1)
+        version = 2;
     if (lx_model_write_random(output, &c, version, shared, seed, std, &err)) {
         cli_error("%s", err.message);
         return err.status == LX_ERR_ARGUMENT ? EXIT_USAGE : EXIT_RUNTIME;

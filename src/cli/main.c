@@ -1,6 +1,7 @@
 /* main.c: `llamix COMMAND ...`: hands the command line to the subcommand. */
 #include "config.h"
 #include "cli.h"
+#include "mpi_members.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@ static const struct {
     {"bench", cmd_bench, "measure single, CE and ME speed (no arguments: a quick demo)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"init", cmd_init, "write a random checkpoint of a given shape"},
+    {"quantize", cmd_quantize, "write an fp32 checkpoint as int8 (llama2.c version 2, Q8_0)"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server for the ensemble"},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 
@@ -51,7 +54,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], COMMANDS[i].name) == 0)
-            return COMMANDS[i].run(argc - 1, argv + 1);
+            return mpi_end(COMMANDS[i].run(argc - 1, argv + 1)); /* (--mpi: leaves MPI) */
     cli_error("unknown command '%s' (try llamix --help)", argv[1]);
     return EXIT_USAGE;
 }

@@ -3,6 +3,7 @@
 #include "config.h"
 #include "cli.h"
 #include "score_report.h"
+#include "mpi_members.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -37,8 +38,12 @@ static int score_each_member(char **model_paths, LxModel **models, int k, LxToke
             return err.status == LX_ERR_CONTEXT ? EXIT_USAGE : EXIT_RUNTIME;
         }
         double nll = lx_score_member_nll(s, 0), n = (double)lx_score_tokens(s);
-        printf("member%-3d %8ld %10.4f %10.4f %10.4f  %s (%s)\n", i + 1, lx_score_tokens(s), nll, nll / log(2.0),
-               n * nll / ((double)length * log(2.0)), model_paths[i], tok_paths[i]);
+        printf("member%-3d %8ld %10.4f %10.4f %10.4f  ", i + 1, lx_score_tokens(s), nll, nll / log(2.0),
+               n * nll / ((double)length * log(2.0)));
+        cli_table_string(stdout, model_paths[i]); /* (names escaped: one row each) */
+        fputs(" (", stdout);
+        cli_table_string(stdout, tok_paths[i]);
+        fputs(")\n", stdout);
         lx_score_free(s);
     }
     free(text);
@@ -71,6 +76,10 @@ static void usage(FILE *out)
         "  -o, --output FORMAT   table (default) or json\n"
         "  -q, --quiet           no progress on stderr\n"
         "  -t, --threads N       threads (default: OMP_NUM_THREADS or all cores)\n"
+        CLI_WAIT_HELP
+        "      --mpi             members on MPI ranks (mpirun -np R llamix score --mpi ...), each\n"
+        "                        scored on its rank; the same report\n"
+        "      --member-ranks L  with --mpi: each member's rank, e.g. 0,1,1 (default: round-robin)\n"
         "  -h, --help\n\n"
         "Windows: the text is encoded with BOS as generate does and cut into non-overlapping\n"
         "windows, each BOS followed by up to N-1 text tokens; every text token is scored exactly\n"
@@ -90,7 +99,7 @@ static void usage(FILE *out)
 
 /* ------------------------------------------------------------------ the command */
 
-enum { OPT_FIT = 256, OPT_MAX_ITER, OPT_FIT_ROUTER, OPT_ROUTER_PRIOR, OPT_ROUTER };
+enum { OPT_FIT = 256, OPT_MAX_ITER, OPT_FIT_ROUTER, OPT_ROUTER_PRIOR, OPT_ROUTER, OPT_MPI, OPT_MEMBER_RANKS, OPT_WAIT };
 
 int cmd_score(int argc, char **argv)
 {
@@ -100,14 +109,16 @@ int cmd_score(int argc, char **argv)
         {"weights", required_argument, 0, 'w'}, {"fit-weights", no_argument, 0, OPT_FIT},
         {"max-iter", required_argument, 0, OPT_MAX_ITER}, {"output", required_argument, 0, 'o'},
         {"fit-router", required_argument, 0, OPT_FIT_ROUTER}, {"router-prior", required_argument, 0, OPT_ROUTER_PRIOR},
-        {"router", required_argument, 0, OPT_ROUTER},
+        {"router", required_argument, 0, OPT_ROUTER}, {"wait", required_argument, 0, OPT_WAIT},
         {"quiet", no_argument, 0, 'q'}, {"threads", required_argument, 0, 't'},
+        {"mpi", no_argument, 0, OPT_MPI}, {"member-ranks", required_argument, 0, OPT_MEMBER_RANKS},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     char *model_paths[CLI_MAX_MEMBERS], *tokenizer_paths[CLI_MAX_MEMBERS];
     int k = 0, n_tokenizers = 0, context = 0, threads = 0, fit_weights = 0, json = 0, quiet = 0;
     int max_iter = DEFAULT_MAX_ITER;
     const char *text_path = NULL, *weights_text = NULL, *fit_router_path = NULL, *router_path = NULL;
+    int mpi = 0; const char *member_ranks = NULL; /* --mpi (mpi_members.h) */
     float router_prior = DEFAULT_ROUTER_PRIOR;
     int have_prior = 0;
     int opt;
@@ -136,6 +147,9 @@ int cmd_score(int argc, char **argv)
             have_prior = 1;
             break;
         case OPT_ROUTER: router_path = optarg; break;
+        case OPT_WAIT: if (cli_wait_option(optarg)) return EXIT_USAGE; break;
+        case OPT_MPI: mpi = 1; break;
+        case OPT_MEMBER_RANKS: member_ranks = optarg; break;
         case 'o':
             if (strcmp(optarg, "json") == 0)
                 json = 1;
@@ -186,11 +200,20 @@ int cmd_score(int argc, char **argv)
     if (n_tokenizers == 0)
         tokenizer_paths[n_tokenizers++] = "tokenizer.bin";
 
+    cli_wait_apply(); /* (may re-execute the program with the wait policy set) */
     LxModel *models[CLI_MAX_MEMBERS];
     LxTokenizer *toks[CLI_MAX_MEMBERS];
-    if (cli_open_models(model_paths, k, models))
-        return EXIT_RUNTIME;
+    if (member_ranks && !mpi) {
+        cli_error("--member-ranks: it goes with --mpi");
+        return EXIT_USAGE;
+    }
     int status = EXIT_RUNTIME;
+    if (mpi) { /* members on MPI ranks: only rank 0 goes on (mpi_members.h) */
+        if ((status = mpi_members_open(model_paths, k, member_ranks, models)) >= 0)
+            return status;
+    } else if (cli_open_models(model_paths, k, models))
+        return EXIT_RUNTIME;
+    status = EXIT_RUNTIME;
     char *text = NULL;
     LxScore *score = NULL;
     LxRouter *router = NULL, *fitted_router = NULL;
@@ -200,8 +223,8 @@ int cmd_score(int argc, char **argv)
     }
     status = EXIT_RUNTIME;
     if (cli_tokenizers_differ(toks, n_tokenizers)) {
-        if (fit_weights || router_path || fit_router_path) {
-            cli_error("--fit-weights, --router and --fit-router need members that share one tokenizer");
+        if (fit_weights || router_path || fit_router_path || mpi) {
+            cli_error("--fit-weights, --router, --fit-router and --mpi need members that share one tokenizer");
             status = EXIT_USAGE;
         } else {
             status = score_each_member(model_paths, models, k, toks, tokenizer_paths, text_path, context, threads, quiet);
@@ -228,7 +251,7 @@ int cmd_score(int argc, char **argv)
     LxScoreParams sp = {.context = context, .threads = threads, .progress = score_progress, .user = &progress};
     double start = score_seconds();
     if (lx_read_text(text_path, &text, &length, &err) ||
-        lx_score_text(models, k, toks[0], text, &sp, &score, &err)) {
+        (mpi ? mpi_score_text : lx_score_text)(models, k, toks[0], text, &sp, &score, &err)) {
         score_progress_end(&progress);
         status = err.status == LX_ERR_CONTEXT ? EXIT_USAGE : EXIT_RUNTIME;
         cli_error("%s%s", err.status == LX_ERR_CONTEXT && context ? "-c: " : "", err.message);

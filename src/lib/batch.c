@@ -34,8 +34,10 @@ void lx_batch_free(LxBatch *b)
                 generation_end(&b->slots[s].g, LX_ERR_ARGUMENT, NULL); /* frees its text, no callback */
             ensemble_free(&b->slots[s].e);
         }
-    for (int i = b->queue_head; i < b->n_queue; i++)
+    for (int i = b->queue_head; i < b->n_queue; i++) {
         free(b->queue[i].prompt);
+        free(b->queue[i].weights);
+    }
     ensemble_free(&b->engine);
     free(b->slots);
     free(b->queue);
@@ -159,6 +161,21 @@ static int finish(Batch *b, int s, LxStatus status, LxError *err)
     return push_done(b, id, &stats, err);
 }
 
+/* A slot's ensemble takes the sequence's own settings: its mode, its sampler, and its weights
+ * normalised exactly as lx_ensemble_new would (the weights, then the constant router's copy of
+ * them), so ME's member thresholds match a lone run's to the last bit. Checked when added. */
+static void slot_configure(Batch *b, BatchSlot *slot, const BatchRequest *r)
+{
+    Ensemble *e = &slot->e;
+    e->params.mode = r->mode;
+    e->params.sampler = r->sampler;
+    e->sampler.params = r->sampler;
+    if (e->own_router) {
+        weights_normalise(r->weights ? r->weights : b->weights, e->k, e->weights, NULL);
+        weights_normalise(e->weights, e->k, e->own_router->weights, NULL);
+    }
+}
+
 /* The oldest waiting sequences into free slots. */
 static int admit(Batch *b, LxError *err)
 {
@@ -170,6 +187,7 @@ static int admit(Batch *b, LxError *err)
             return err ? err->status : LX_ERR_MEMORY;
         BatchRequest *r = &b->queue[b->queue_head];
         ensemble_reset(&slot->e);
+        slot_configure(b, slot, r);
         ensemble_seed(&slot->e, r->seed);
         /* checked when it was added, so neither fails */
         int rc = generation_begin(&slot->g, r->prompt, r->n_prompt, slot->e.n_ctx, &r->params, r->callback, r->user, err);
@@ -177,8 +195,10 @@ static int admit(Batch *b, LxError *err)
             rc = ensemble_append(&slot->e, r->prompt, r->n_prompt, err);
         if (rc)
             return rc;
+        slot->g.distribution = r->distribution;
         slot->id = r->id;
         free(r->prompt);
+        free(r->weights);
         b->queue_head++;
         if (slot->g.done && (rc = finish(b, s, LX_OK, err))) /* nothing to generate */
             return rc;
@@ -255,13 +275,46 @@ LxStatus lx_batch_step(LxBatch *b, LxError *err)
     return LX_OK;
 }
 
+LxSequenceParams lx_batch_sequence_defaults(const LxBatch *b)
+{
+    return (LxSequenceParams){.mode = b->params.mode, .weights = b->weights, .sampler = b->params.sampler,
+                              .generate = lx_generate_defaults()};
+}
+
+int lx_batch_size(const LxBatch *b) { return b->engine.k; }
+
 LxStatus lx_batch_add(LxBatch *b, const int *prompt, int n_prompt, uint64_t seed, const LxGenerateParams *params,
                       LxTokenCallback callback, void *user, int *id, LxError *err)
 {
+    LxSequenceParams p = lx_batch_sequence_defaults(b);
+    p.seed = seed;
+    p.generate = params ? *params : lx_generate_defaults();
+    return lx_batch_add_sequence(b, prompt, n_prompt, &p, callback, user, id, err);
+}
+
+LxStatus lx_batch_add_sequence(LxBatch *b, const int *prompt, int n_prompt, const LxSequenceParams *params,
+                               LxTokenCallback callback, void *user, int *id, LxError *err)
+{
     LxError local, *er = err ? err : &local;
     Generation check;
-    if (generation_begin(&check, prompt, n_prompt, b->engine.n_ctx, params, callback, user, er))
+    const int k = b->engine.k;
+    if (generation_begin(&check, prompt, n_prompt, b->engine.n_ctx, &params->generate, callback, user, er) ||
+        sampler_params_check(&params->sampler, er))
         return er->status;
+    if ((unsigned)params->mode > LX_MODE_CE_UNITE)
+        return (LxStatus)fail(er, LX_ERR_ARGUMENT, "unknown ensemble mode %d", (int)params->mode);
+    if (params->weights && params->weights != b->weights) {
+        if (b->params.router)
+            return (LxStatus)fail(er, LX_ERR_ARGUMENT, "this batch's weights come from router %s: a sequence cannot "
+                                  "bring its own", b->params.router->path);
+        double *normalised = malloc(sizeof(double) * (size_t)k);
+        if (!normalised)
+            return (LxStatus)fail(er, LX_ERR_MEMORY, "out of memory for %d weights", k);
+        int rc = weights_normalise(params->weights, k, normalised, er);
+        free(normalised);
+        if (rc)
+            return er->status;
+    }
     for (int t = 0; t < n_prompt; t++)
         if (prompt[t] < 0 || prompt[t] >= b->engine.vocab_size)
             return (LxStatus)fail(er, LX_ERR_ARGUMENT, "token id %d is outside the vocabulary (0..%d)", prompt[t],
@@ -279,9 +332,16 @@ LxStatus lx_batch_add(LxBatch *b, const int *prompt, int n_prompt, uint64_t seed
         b->queue = bigger;
         b->cap_queue = cap;
     }
-    BatchRequest r = {b->next_id, malloc(sizeof(int) * (size_t)n_prompt), n_prompt, seed, check.params, callback, user};
-    if (!r.prompt)
+    BatchRequest r = {b->next_id, malloc(sizeof(int) * (size_t)n_prompt), n_prompt, params->seed, check.params,
+                      callback, user, params->mode, params->sampler, NULL, params->distribution != 0};
+    int own_weights = params->weights && params->weights != b->weights;
+    if (own_weights && (r.weights = malloc(sizeof(double) * (size_t)k)))
+        memcpy(r.weights, params->weights, sizeof(double) * (size_t)k);
+    if (!r.prompt || (own_weights && !r.weights)) {
+        free(r.prompt);
+        free(r.weights);
         return (LxStatus)fail(er, LX_ERR_MEMORY, "out of memory for a prompt of %d tokens", n_prompt);
+    }
     memcpy(r.prompt, prompt, sizeof(int) * (size_t)n_prompt);
     b->queue[b->n_queue++] = r;
     if (id)
@@ -307,6 +367,7 @@ LxStatus lx_batch_remove(LxBatch *b, int id, LxError *err)
     for (int i = b->queue_head; i < b->n_queue; i++)
         if (b->queue[i].id == id) {
             free(b->queue[i].prompt);
+            free(b->queue[i].weights);
             memmove(b->queue + i, b->queue + i + 1, sizeof *b->queue * (size_t)(--b->n_queue - i));
             return LX_OK;
         }

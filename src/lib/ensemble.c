@@ -230,7 +230,8 @@ int ensemble_init(Ensemble *e, const Model *const *models, int k, const Tokenize
         mb->model = models[i];
         mb->logits = alloc_zeroed((size_t)models[i]->config.vocab_size, sizeof(float));
         LxError why = {LX_ERR_MEMORY, "out of memory"};
-        if (!mb->logits || forward_state_init(&mb->state, &models[i]->config, e->n_ctx, 0, &why)) {
+        /* A shell (no weights: a member on another machine) needs no KV cache here. */
+        if (!mb->logits || (models[i]->data && forward_state_init(&mb->state, &models[i]->config, e->n_ctx, 0, &why))) {
             ensemble_free(e);
             return fail(err, why.status, "%s: %s (a smaller context needs less)", models[i]->path, why.message);
         }
@@ -271,7 +272,50 @@ void ensemble_reset(Ensemble *e)
         e->members[i].tokens_processed = 0;
         e->members[i].n_tokens = 0;
         e->members[i].unknown = 0;
+        e->members[i].remote_started = 0;
     }
+}
+
+void ensemble_set_remote(Ensemble *e, int i, const RemoteForward *ops, void *user)
+{
+    Member *mb = &e->members[i];
+    forward_state_free(&mb->state);
+    mb->remote = ops;
+    mb->remote_user = user;
+    mb->remote_started = 0;
+}
+
+/* Member i's own sequence (its ids with a union vocabulary, else the shared one) and length. */
+static const int *member_sequence(const Ensemble *e, int i, int *n)
+{
+    *n = e->vocab ? e->members[i].n_tokens : e->n_tokens;
+    return e->vocab ? e->members[i].tokens : e->tokens;
+}
+
+/* A remote member's forward: started now unless remote_start() already did, then awaited. */
+static int remote_forward(Member *mb, int i, const int *tokens, int n, int pos, LxError *err)
+{
+    if (!mb->remote_started && mb->remote->start(mb->remote_user, i, tokens, n, pos, err))
+        return -1;
+    mb->remote_started = 0;
+    return mb->remote->finish(mb->remote_user, i, mb->logits, err);
+}
+
+/* Start every remote member's pending forward, so that they all run while this process computes
+ * its own members: the sums below still take the members in order 0..k-1, as a local run does. */
+static int remote_start(Ensemble *e, LxError *err)
+{
+    for (int i = 0; i < e->k; i++) {
+        Member *mb = &e->members[i];
+        int n;
+        const int *seq = member_sequence(e, i, &n);
+        if (!mb->remote || mb->remote_started || n - mb->n_seen <= 0)
+            continue;
+        if (mb->remote->start(mb->remote_user, i, seq + mb->n_seen, n - mb->n_seen, mb->n_seen, err))
+            return err ? err->status : LX_ERR_ARGUMENT;
+        mb->remote_started = 1;
+    }
+    return 0;
 }
 
 int ensemble_append(Ensemble *e, const int *tokens, int n, LxError *err)
@@ -375,11 +419,16 @@ const float *ensemble_sync(Ensemble *e, int i, LxError *err)
         fail(err, LX_ERR_ARGUMENT, "the sequence is empty: give at least one token (BOS) before sampling");
         return NULL;
     }
-    /* The member's own ids with a union vocabulary, else the shared sequence. */
-    const int *seq = e->vocab ? mb->tokens : e->tokens;
-    int n = e->vocab ? mb->n_tokens : e->n_tokens, pending = n - mb->n_seen;
+    int n;
+    const int *seq = member_sequence(e, i, &n);
+    int pending = n - mb->n_seen;
     if (pending > 0) {
-        if (forward(mb->model, &mb->state, seq + mb->n_seen, pending, mb->n_seen, mb->logits, 0, err))
+        if (!mb->remote && !mb->model->data) {
+            fail(err, LX_ERR_ARGUMENT, "%s is a shell without weights: its forward must run elsewhere", mb->model->path);
+            return NULL;
+        }
+        if (mb->remote ? remote_forward(mb, i, seq + mb->n_seen, pending, mb->n_seen, err)
+                       : forward(mb->model, &mb->state, seq + mb->n_seen, pending, mb->n_seen, mb->logits, 0, err))
             return NULL;
         mb->forward_calls++;
         mb->tokens_processed += pending;
@@ -579,6 +628,8 @@ int ensemble_step(Ensemble *e, int *token, int *member, float *prob, LxError *er
         /* Different vocabularies: i ~ S(p_k) in the member's own vocabulary, u = its string. */
         Sampler *s = e->vocab ? &e->members[picked].sampler : &e->sampler;
         *token = to_ensemble(e, picked, sampler_sample(s, logits, &e->token_rng, &p));
+    } else if ((rc = remote_start(e, err))) {
+        return rc;
     } else if (e->params.mode == LX_MODE_CE_MIXTURE || e->params.mode == LX_MODE_CE_UNITE || greedy(e)) {
         /* The mixture of raw distributions, then the sampler on it (greedy: its argmax). */
         rc = mixed(e, e->mix, err);
@@ -623,7 +674,7 @@ int ensemble_distribution(Ensemble *e, float *q, LxError *err)
 {
     const int V = e->vocab_size;
     int rc = route(e, err);
-    if (rc)
+    if (rc || (rc = remote_start(e, err)))
         return rc;
     if (e->params.mode == LX_MODE_ME || (e->params.mode == LX_MODE_CE && !greedy(e)) || e->k == 1)
         return mixture(e, 1, q, err);

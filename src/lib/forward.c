@@ -35,7 +35,10 @@ void forward_state_free(ForwardState *s)
         *buffers[i] = NULL;
     }
     free(s->rows);
+    free(s->qs.q);
+    free(s->qs.s);
     s->rows = NULL;
+    s->qs = (QuantScratch){NULL, NULL};
     s->n_ctx = s->max_batch = 0;
 }
 
@@ -73,7 +76,10 @@ static int state_init(ForwardState *s, const ModelConfig *c, int n_ctx, int max_
             return fail(err, LX_ERR_MEMORY, "out of memory for the run state (context %d, batch %d)", n_ctx, max_batch);
         }
     }
-    if (scratch && !(s->rows = calloc(B, sizeof *s->rows))) {
+    /* the quantized input of an int8 product: at most B rows of max(D, H), group size >= 1 */
+    size_t widest = D > H ? D : H;
+    if (scratch && (!(s->rows = calloc(B, sizeof *s->rows)) || !(s->qs.q = alloc_zeroed(B, widest)) ||
+                    !(s->qs.s = alloc_zeroed(B, widest * sizeof(float))))) {
         forward_state_free(s);
         return fail(err, LX_ERR_MEMORY, "out of memory for the run state (context %d, batch %d)", n_ctx, max_batch);
     }
@@ -159,25 +165,25 @@ static void attention_head(float *out, const float *q, const float *keys, const 
 static void forward_rows(const Model *m, ForwardState *s, int T, double attention_work)
 {
     const ModelConfig *c = &m->config;
-    const ModelWeights *w = &m->w;
     const int D = c->dim, H = c->hidden_dim, KVD = model_kv_dim(c), HS = model_head_size(c);
     const int NH = c->n_heads, KVH = c->n_kv_heads, kv_mul = NH / KVH; /* query heads per kv head */
-    const size_t DD = (size_t)D * D, KD = (size_t)KVD * D, HD = (size_t)H * D;
     const int threads = s->threads;
     const ForwardRow *rows = s->rows;
+    QuantScratch *qs = &s->qs; /* the input of an int8 product, quantized */
 
-    /* copy the token embeddings into x (T, D) */
+    /* the token embeddings into x (T, D): copied, or dequantized row by row */
     for (int t = 0; t < T; t++)
-        memcpy(s->x + (size_t)t * D, w->token_embedding + (size_t)rows[t].token * D, (size_t)D * sizeof(float));
+        weight_row(s->x + (size_t)t * D, m->w.token_embedding, (size_t)rows[t].token, D);
 
     for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *w = &m->w.layers[l];
         /* attention rmsnorm: xb (T, D) */
         for (int t = 0; t < T; t++)
-            rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_att + (size_t)l * D, D);
+            rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_att, D);
 
         /* qkv: q (T, D), k and v (T, KVD), three products in one parallel region */
-        const Product qkv[3] = {{s->q, w->wq + l * DD, D}, {s->k, w->wk + l * KD, KVD}, {s->v, w->wv + l * KD, KVD}};
-        matmul_many(s->xb, T, D, qkv, 3, threads);
+        const WeightProduct qkv[3] = {{s->q, w->wq, D}, {s->k, w->wk, KVD}, {s->v, w->wv, KVD}};
+        matmul_weight_many(s->xb, T, D, qkv, 3, qs, threads);
 
         /* RoPE on q and k, then k and v into the row's own cache (L, KVH, n_ctx, HS) at its position */
         for (int t = 0; t < T; t++) {
@@ -212,20 +218,20 @@ static void forward_rows(const Model *m, ForwardState *s, int T, double attentio
             }
 
         /* output projection xb2 = xb Wo^T, and the residual connection */
-        matmul(s->xb2, s->xb, w->wo + l * DD, T, D, D, threads);
+        matmul_weight(s->xb2, s->xb, w->wo, T, D, D, qs, threads);
         for (size_t i = 0; i < (size_t)T * D; i++)
             s->x[i] += s->xb2[i];
 
         /* ffn rmsnorm: xb (T, D) */
         for (int t = 0; t < T; t++)
-            rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_ffn + (size_t)l * D, D);
+            rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_ffn, D);
 
         /* SwiGLU: hb (T, H) = silu(xb W1^T) * (xb W3^T), hb2 the scratch for xb W3^T; the gate is
          * applied by each thread to the columns it computed, in the products' parallel region */
-        matmul_swiglu(s->hb, s->hb2, s->xb, w->w1 + l * HD, w->w3 + l * HD, T, D, H, threads);
+        matmul_weight_swiglu(s->hb, s->hb2, s->xb, w->w1, w->w3, T, D, H, qs, threads);
 
         /* down projection xb2 = hb W2^T, and the residual connection */
-        matmul(s->xb2, s->hb, w->w2 + l * HD, T, H, D, threads);
+        matmul_weight(s->xb2, s->hb, w->w2, T, H, D, qs, threads);
         for (size_t i = 0; i < (size_t)T * D; i++)
             s->x[i] += s->xb2[i];
     }
@@ -307,7 +313,7 @@ int forward_spans(const Model *m, ForwardState *work, const ForwardSpan *spans, 
                     memcpy(row, work->x + (size_t)t * D, (size_t)D * sizeof(float));
                 rmsnorm(row, row, m->w.rms_final, D);
             }
-            matmul(logits + (size_t)logit_row * V, work->x, m->w.wcls, logit_rows, D, V, work->threads);
+            matmul_weight(logits + (size_t)logit_row * V, work->x, m->w.wcls, logit_rows, D, V, &work->qs, work->threads);
         }
         logit_row += logit_rows;
     }

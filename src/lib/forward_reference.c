@@ -2,7 +2,9 @@
  * plain as run.c keeps it. It is the tests' oracle: the batched forward (forward.c) must give the
  * same logits within a tolerance. So it shares none of that code: its own state and KV cache in
  * run.c's layout, its own RoPE computed on the fly, its own scalar loops, every sum in run.c's
- * order, one thread. On stories260K it reproduces run.c's greedy output (tests/test_forward.c). */
+ * order, one thread. On stories260K it reproduces run.c's greedy output (tests/test_forward.c).
+ * Int8 (version 2) models run as runq.c runs them: each matrix product's input quantized per
+ * group, integer sums per group (matmul_q8_reference). */
 #include "config.h"
 #include "internal.h"
 
@@ -19,6 +21,10 @@ void forward_reference_free(ReferenceState *s)
         free(*buffers[i]);
         *buffers[i] = NULL;
     }
+    free(s->xq);
+    free(s->xs);
+    s->xq = NULL;
+    s->xs = NULL;
     s->n_ctx = 0;
 }
 
@@ -41,7 +47,10 @@ int forward_reference_init(ReferenceState *s, const ModelConfig *c, int n_ctx, L
     s->att = calloc(att, sizeof(float));
     s->key_cache = calloc(cache, sizeof(float));
     s->value_cache = calloc(cache, sizeof(float));
-    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->att || !s->key_cache || !s->value_cache) {
+    s->xq = calloc(D > H ? D : H, 1);
+    s->xs = calloc(D > H ? D : H, sizeof(float));
+    if (!s->x || !s->xb || !s->xb2 || !s->hb || !s->hb2 || !s->q || !s->att || !s->key_cache || !s->value_cache ||
+        !s->xq || !s->xs) {
         forward_reference_free(s);
         return fail(err, LX_ERR_MEMORY, "out of memory for the reference state (context %d)", n_ctx);
     }
@@ -79,13 +88,20 @@ static void ref_softmax(float *x, int size)
         x[i] /= sum;
 }
 
-/* y (d) = W (d, n) x (n): one running sum per output, over j = 0..n-1 in order. */
-static void ref_matmul(float *y, const float *x, const float *w, int n, int d)
+/* y (d) = W (d, n) x (n). fp32 (run.c): one running sum per output, over j = 0..n-1 in order.
+ * Q8_0 (runq.c): x quantized per group like W, then per output the int32 sum of each group's
+ * products times the two scales, summed over the groups in order (matmul_q8_reference). */
+static void ref_matmul(ReferenceState *s, float *y, const float *x, Weight w, int n, int d)
 {
+    if (w.type == WEIGHT_Q8_0) {
+        quantize_q8(s->xq, s->xs, x, 1, n, w.group_size);
+        matmul_q8_reference(y, s->xq, s->xs, w.q, w.s, 1, n, d, w.group_size, 0, d);
+        return;
+    }
     for (int i = 0; i < d; i++) {
         float sum = 0.0f;
         for (int j = 0; j < n; j++)
-            sum += w[(size_t)i * n + j] * x[j];
+            sum += w.f[(size_t)i * n + j] * x[j];
         y[i] = sum;
     }
 }
@@ -102,17 +118,23 @@ static void forward_token(const Model *m, ReferenceState *s, int token, int pos,
     const int group = c->n_heads / c->n_kv_heads; /* query heads that share one kv head */
     float *x = s->x;                               /* (D) the residual stream */
 
-    memcpy(x, w->token_embedding + (size_t)token * D, (size_t)D * sizeof(float));
+    /* the token's embedding row; runq.c dequantizes the int8 table: q * scale per group */
+    const Weight e = w->token_embedding;
+    for (int i = 0; i < D; i++) {
+        size_t at = (size_t)token * D + i;
+        x[i] = e.type == WEIGHT_Q8_0 ? e.q[at] * e.s[at / e.group_size] : e.f[at];
+    }
     for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *lw = &w->layers[l];
         float *keys = s->key_cache + (size_t)l * s->n_ctx * KVD;     /* (n_ctx, KVD) of layer l */
         float *values = s->value_cache + (size_t)l * s->n_ctx * KVD; /* (n_ctx, KVD) */
         float *k = keys + (size_t)pos * KVD, *v = values + (size_t)pos * KVD;
 
         /* Attention. Normalise, project to the query, and to this position's key and value. */
-        ref_rmsnorm(s->xb, x, w->rms_att + (size_t)l * D, D);
-        ref_matmul(s->q, s->xb, w->wq + (size_t)l * D * D, D, D);
-        ref_matmul(k, s->xb, w->wk + (size_t)l * D * KVD, D, KVD);
-        ref_matmul(v, s->xb, w->wv + (size_t)l * D * KVD, D, KVD);
+        ref_rmsnorm(s->xb, x, lw->rms_att, D);
+        ref_matmul(s, s->q, s->xb, lw->wq, D, D);
+        ref_matmul(s, k, s->xb, lw->wk, D, KVD);
+        ref_matmul(s, v, s->xb, lw->wv, D, KVD);
 
         /* RoPE: the pair (2i, 2i+1) of each head turns by the angle pos * 10000^(-2i / HS); the
          * query has D entries, the key KVD <= D of them. */
@@ -151,20 +173,20 @@ static void forward_token(const Model *m, ReferenceState *s, int token, int pos,
         }
 
         /* The heads' outputs projected back and added to the stream. */
-        ref_matmul(s->xb2, s->xb, w->wo + (size_t)l * D * D, D, D);
+        ref_matmul(s, s->xb2, s->xb, lw->wo, D, D);
         for (int i = 0; i < D; i++)
             x[i] += s->xb2[i];
 
         /* Feed-forward, SwiGLU: x += W2 (silu(W1 xb) * (W3 xb)), silu(g) = g / (1 + e^-g). */
-        ref_rmsnorm(s->xb, x, w->rms_ffn + (size_t)l * D, D);
-        ref_matmul(s->hb, s->xb, w->w1 + (size_t)l * D * H, D, H);
-        ref_matmul(s->hb2, s->xb, w->w3 + (size_t)l * D * H, D, H);
+        ref_rmsnorm(s->xb, x, lw->rms_ffn, D);
+        ref_matmul(s, s->hb, s->xb, lw->w1, D, H);
+        ref_matmul(s, s->hb2, s->xb, lw->w3, D, H);
         for (int i = 0; i < H; i++) {
             float g = s->hb[i];
             g *= 1.0f / (1.0f + expf(-g));
             s->hb[i] = g * s->hb2[i];
         }
-        ref_matmul(s->xb, s->hb, w->w2 + (size_t)l * D * H, H, D);
+        ref_matmul(s, s->xb, s->hb, lw->w2, H, D);
         for (int i = 0; i < D; i++)
             x[i] += s->xb[i];
     }
@@ -172,7 +194,7 @@ static void forward_token(const Model *m, ReferenceState *s, int token, int pos,
         return;
     /* The classifier on the normalised final state. */
     ref_rmsnorm(x, x, w->rms_final, D);
-    ref_matmul(logits, x, w->wcls, D, c->vocab_size);
+    ref_matmul(s, logits, x, w->wcls, D, c->vocab_size);
 }
 
 int forward_reference(const Model *m, ReferenceState *s, const int *tokens, int n, int pos,

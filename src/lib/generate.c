@@ -119,6 +119,25 @@ int generation_begin(Generation *g, const int *prompt, int n_prompt, int n_ctx, 
     return 0;
 }
 
+/* The distribution ensemble_step just drew from, rebuilt from what the step left behind: ME's
+ * (or one member's) S(p_k) from the picked member's logits; CE's q = sum_k w_k S(p_k), which the
+ * step left in e->mix; for ce-mixture, ce-unite and greedy CE, S of the log-mixture the step left
+ * in e->mix. sampler_transform is the vector of the very list sampler_sample walked. e->probs is
+ * free scratch after a step. NULL for ME with a union vocabulary (member k's S is in its own ids). */
+static const float *drawn_distribution(Ensemble *e, int member)
+{
+    if (member >= 0) {
+        if (e->vocab)
+            return NULL;
+        sampler_transform(&e->sampler, e->members[member].logits, e->probs);
+        return e->probs;
+    }
+    if (e->params.mode == LX_MODE_CE && e->sampler.params.temperature != 0.0f)
+        return e->mix;
+    sampler_transform(&e->sampler, e->mix, e->probs);
+    return e->probs;
+}
+
 int generation_token(Generation *g, Ensemble *e, int token, int member, float prob, LxError *err)
 {
     LxGenerateStats *st = &g->stats;
@@ -135,6 +154,8 @@ int generation_token(Generation *g, Ensemble *e, int token, int member, float pr
     }
     st->n_generated++;
     ev.logprob = logf(prob);
+    if (g->distribution && (ev.distribution = drawn_distribution(e, member)))
+        ev.vocab_size = e->vocab_size;
     /* The text: released now, held back, or cut at a stop string. */
     const char *text = ensemble_text(e, g->prev, token);
     size_t at = 0, n_release;

@@ -59,34 +59,81 @@ void *alloc_zeroed(size_t n, size_t size);
  *   version 1: uint32 magic 0x616b3432 ("ak42"), int32 version = 1, the 7 int32 above, uint8
  *     shared_classifier, zero padding to 256 bytes. Then: rms_att, rms_ffn, rms_final,
  *     token_embedding, wq, wk, wv, wo, w1, w2, w3, wcls (if unshared). No freq_cis tables.
- *   version 2 (Q8_0) is recognised and refused as not supported yet. */
+ *   version 2 (Q8_0, llama2.c's runq.c and export.py version2_export): the version 1 header with
+ *     version = 2 and, right after the shared_classifier byte (offset 37), int32 group_size GS
+ *     (> 0, dividing D and H), zero padding to 256 bytes. Then fp32 rms_att, rms_ffn, rms_final;
+ *     then the quantized tensors token_embedding, wq (all layers), wk, wv, wo, w1, w2, w3, wcls
+ *     (if unshared), each layer's matrix stored as its int8 values (rows, K) followed by its fp32
+ *     scales (rows, K/GS): W[i][j] ~ q[i][j] * s[i][j/GS]. Scales must be finite and >= 0.
+ * Every file's size must equal what its header implies, and its fp32 weights (or, in version 2,
+ * its norms and scales) must be finite (checked at load). */
 
 
 #define CHECKPOINT_MAGIC 0x616b3432u
+#define Q8_MAX_GROUP 64 /* the default group size is the largest <= this dividing D and H */
 
 /* D, H, L, NH, NKV, V, S: the public LxModelConfig. */
 typedef LxModelConfig ModelConfig;
 
-/* Pointers into the mapping; read-only, never copied. */
+/* One weight matrix W (rows, K), row-major, read-only, in either format. The forward and the
+ * kernels take it whatever the format: matmul_weight() quantizes the input when W is Q8_0. */
+typedef enum { WEIGHT_F32 = 0, WEIGHT_Q8_0 = 1 } WeightType;
 typedef struct {
-    const float *token_embedding; /* (V, D) */
-    const float *rms_att;         /* (L, D) */
-    const float *wq;              /* (L, D, D)   query projection */
-    const float *wk;              /* (L, KVD, D) key projection */
-    const float *wv;              /* (L, KVD, D) value projection */
-    const float *wo;              /* (L, D, D)   attention output */
-    const float *rms_ffn;         /* (L, D) */
-    const float *w1;              /* (L, H, D)   gate */
-    const float *w2;              /* (L, D, H)   down */
-    const float *w3;              /* (L, H, D)   up */
-    const float *rms_final;       /* (D) */
-    const float *wcls;            /* (V, D)      classifier; = token_embedding when shared */
+    WeightType type;
+    int group_size;   /* Q8_0: weights per scale (divides K); 0 for fp32 */
+    const float *f;   /* fp32: (rows, K) */
+    const int8_t *q;  /* Q8_0: (rows, K) int8 values */
+    const float *s;   /* Q8_0: (rows, K / group_size) scales */
+} Weight;
+
+/* An int8 product's input x (T, K), quantized as W is (Q8_0, W's group size): scratch the caller
+ * owns (the forward's state), so that products never allocate. */
+typedef struct {
+    int8_t *q; /* (T, K) */
+    float *s;  /* (T, K / group_size) */
+} QuantScratch;
+
+/* Rows [row, ...) of w (rows of K): the matrix starting at that row. */
+static inline Weight weight_rows(Weight w, size_t row, int K)
+{
+    if (w.type == WEIGHT_Q8_0) {
+        w.q += row * (size_t)K;
+        w.s += row * (size_t)(K / w.group_size);
+    } else {
+        w.f += row * (size_t)K;
+    }
+    return w;
+}
+
+/* Row `row` of w (K wide) as floats into out (K): a copy (fp32) or dequantized (Q8_0). */
+void weight_row(float *out, Weight w, size_t row, int K);
+
+/* One layer's weights. */
+typedef struct {
+    const float *rms_att; /* (D) */
+    const float *rms_ffn; /* (D) */
+    Weight wq;            /* (D, D)   query projection */
+    Weight wk;            /* (KVD, D) key projection */
+    Weight wv;            /* (KVD, D) value projection */
+    Weight wo;            /* (D, D)   attention output */
+    Weight w1;            /* (H, D)   gate */
+    Weight w2;            /* (D, H)   down */
+    Weight w3;            /* (H, D)   up */
+} LayerWeights;
+
+/* Pointers into the mapping; read-only, never copied (layers is the one allocation). */
+typedef struct {
+    Weight token_embedding;  /* (V, D) */
+    LayerWeights *layers;    /* (L) */
+    const float *rms_final;  /* (D) */
+    Weight wcls;             /* (V, D) classifier; = token_embedding when shared */
 } ModelWeights;
 
 struct LxModel {
     ModelConfig config;
     ModelWeights w;
-    int version;           /* 0 or 1 */
+    int version;           /* 0, 1 or 2 */
+    int group_size;        /* version 2: GS; else 0 */
     int shared_classifier; /* 1 if wcls is the token embedding */
     const void *data;      /* the whole file */
     size_t size;
@@ -113,13 +160,25 @@ int model_config_check(const ModelConfig *c, const char *name, LxError *err);
 static inline int model_head_size(const ModelConfig *c) { return c->dim / c->n_heads; }
 static inline int model_kv_dim(const ModelConfig *c) { return c->dim / c->n_heads * c->n_kv_heads; }
 
-/* Bytes of weights one token streams in a forward (all matrices + classifier), for benchmarks. */
+/* Bytes of weights one token streams in a forward (all matrices + classifier), for benchmarks:
+ * fp32; model_stream_bytes counts a model's own format (Q8_0: int8 values and scales). */
 size_t model_weight_bytes(const ModelConfig *c);
+size_t model_stream_bytes(const Model *m);
+
+/* The default Q8_0 group size of a shape: the largest gs <= Q8_MAX_GROUP dividing D and H. */
+int model_default_group_size(const ModelConfig *c);
 
 /* Write a checkpoint with random weights: Gaussian N(0, std^2) entries (std = 0 picks
- * 1/sqrt(D)), RMSNorm gains 1, from the given seed. version 0 or 1; shared_classifier 0 or 1. */
+ * 1/sqrt(D)), RMSNorm gains 1, from the given seed. version 0, 1 or 2; shared_classifier 0 or 1.
+ * Version 2 is the version 1 model of the same seed quantized with the default group size, byte
+ * for byte what model_quantize() makes of that version 1 file. */
 int model_write_random(const char *path, const ModelConfig *c, int version, int shared_classifier,
                        uint64_t seed, float std, LxError *err);
+
+/* Write the fp32 model m (version 0 or 1) as version 2 with group size gs (0: the default), as
+ * llama2.c's export.py version2_export does: per group scale = max|w| / 127 and
+ * q = round-half-even(w / scale), both in float32 (an all-zero group: scale 0, zeros). Atomic. */
+int model_quantize(const Model *m, const char *path, int group_size, LxError *err);
 
 /* Named shapes for `llamix init` and `llamix bench`: "260K", "15M", "42M", "110M", "tiny".
  * Returns -1 for an unknown name. */
@@ -165,6 +224,7 @@ struct ForwardState {
     float *att; /* (max_batch, NH, n_ctx) attention scores */
     float *rope_cos, *rope_sin; /* (n_ctx, HS/2) rotary tables */
     ForwardRow *rows;           /* (max_batch) the rows of the chunk being run */
+    QuantScratch qs;            /* (max_batch, max(D, H)) an int8 product's quantized input */
 };
 
 /* Allocate a state for up to n_ctx positions (0 means the model's seq_len) and batches of up to
@@ -222,6 +282,8 @@ typedef struct {
     float *att;         /* (NH, n_ctx) attention scores */
     float *key_cache;   /* (L, n_ctx, KVD) */
     float *value_cache; /* (L, n_ctx, KVD) */
+    int8_t *xq;         /* (max(D, H)) an int8 product's input, quantized */
+    float *xs;          /* (max(D, H)) its scales (group size >= 1) */
 } ReferenceState;
 
 /* n_ctx as forward_state_init's (0: the model's seq_len). On failure *s is safe to free. */
@@ -265,6 +327,21 @@ void matmul_many(const float *x, int T, int K, const Product *p, int n, int thre
  * columns it has just computed, so the gate costs no extra pass or fork. */
 void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const float *w3, int T, int K, int H,
                    int threads);
+
+/* The same three over a Weight of either format (the forward's products): an fp32 W as above; a
+ * Q8_0 W multiplies the input quantized per group as runq.c does (quantize_q8, once per call for
+ * all its products, into qs, which must hold T K values and T K / group_size scales), each thread
+ * running matmul_q8_slice on its slice. The products of one call share one format and group
+ * size. qs may be NULL when W is fp32. */
+typedef struct {
+    float *y;
+    Weight w;
+    int N;
+} WeightProduct;
+void matmul_weight(float *y, const float *x, Weight w, int T, int K, int N, QuantScratch *qs, int threads);
+void matmul_weight_many(const float *x, int T, int K, const WeightProduct *p, int n, QuantScratch *qs, int threads);
+void matmul_weight_swiglu(float *h, float *u, const float *x, Weight w1, Weight w3, int T, int K, int H,
+                          QuantScratch *qs, int threads);
 
 /* Single-threaded variants over output rows [n0, n1) (0 <= n0 <= n1 <= N; the other columns of y
  * are left alone), for tests and for matmul() itself. */
@@ -321,6 +398,50 @@ void rmsnorm(float *o, const float *x, const float *weight, int D);
 
 /* In place: x (n) = exp(x - max) / sum. */
 void softmax(float *x, int n);
+
+/* The instruction set the kernels use now (KERNEL_ISA_AUTO is never returned): the Q8_0 kernels
+ * follow the same choice, so kernels_set_isa() forces both. */
+KernelIsa kernels_isa(void);
+
+/* ============================== kernels_q8 ================================================= */
+/* Q8_0 products (kernels_q8.c; x86 vector kernels in kernels_q8_x86.c). A Q8_0 matrix W (N, K)
+ * with group size gs (gs >= 1 divides K) is wq (N, K) int8 and ws (N, K/gs) float, row-major:
+ * W[i][j] ~ wq[i][j] * ws[i][j/gs] (llama2.c runq.c's layout). Activations x (T, K) are
+ * quantized the same way into xq (T, K), xs (T, K/gs). */
+/* Per group of gs values: scale = max|x| / 127, q = round(x / scale) (nearest, as runq.c's
+ * roundf); an all-zero group gets scale 0 and zeros (runq.c divides by zero there). */
+void quantize_q8(int8_t *xq, float *xs, const float *x, int T, int K, int gs);
+/* x[0..n) = q * s per group (n a multiple of gs): one embedding row. */
+void dequantize_q8(float *x, const int8_t *q, const float *s, int n, int gs);
+/* y (T, N) over output columns [n0, n1) only: y[t][i] = sum_g float(sum_{j in g} wq[i][j] xq[t][j]) * ws[i][g] * xs[t][g]
+ * (int32 sums per group, as runq.c). Plain loops: the oracle. */
+void matmul_q8_reference(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws,
+                         int T, int K, int N, int gs, int n0, int n1);
+/* The same contract, fast: the best kernel for this T and CPU, single thread (the caller splits
+ * [0, N) across threads). Must not allocate. */
+void matmul_q8_slice(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws,
+                     int T, int K, int N, int gs, int n0, int n1);
+const char *kernels_q8_name(void); /* e.g. "avx2", "avx512-vnni", "generic" */
+
+/* The portable kernel (matmul_q8_slice's contract without tiling; also the vector kernels' path
+ * for group sizes they do not take). */
+void matmul_q8_generic(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T, int K,
+                       int N, int gs, int n0, int n1);
+/* The vector kernels (kernels_q8_x86.c), matmul_q8_slice's contract without its tiling of large T
+ * (T, K >= 1, xq in [-127, 127] as quantize_q8 makes it). Each is compiled for its own
+ * instruction set: call one only where q8_avx512_available() (AVX-512 F+BW),
+ * q8_avx512_vnni_available() (and VNNI) or kernels_isa_available(KERNEL_ISA_AVX2) says so. */
+#ifdef KERNELS_X86
+void matmul_q8_avx2(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T, int K,
+                    int N, int gs, int n0, int n1);
+void matmul_q8_avx512(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T, int K,
+                      int N, int gs, int n0, int n1);
+void matmul_q8_avx512_vnni(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T,
+                           int K, int N, int gs, int n0, int n1);
+int q8_avx512_available(void);
+int q8_avx512_vnni_available(void);
+void quantize_q8_avx2(int8_t *xq, float *xs, const float *x, int T, int K, int gs); /* gs % 8 == 0 */
+#endif
 
 /* ============================== tokenizer =================================================== */
 /* llama2.c's tokenizer.bin: byte-pair encoding by merge scores, and decoding.
@@ -533,7 +654,20 @@ typedef struct {
     int *tokens;         /* (n_ctx) its own ids: its prompt, then feed(k, u) of every union token */
     int n_tokens;
     long unknown;        /* unknown ids it received by feeding back */
+    /* A member whose forward runs elsewhere (another MPI rank): ensemble_set_remote. */
+    const struct RemoteForward *remote;
+    void *remote_user;
+    int remote_started;  /* its forward of the pending tokens is under way (started, not finished) */
 } Member;
+
+/* A remote member's forward, in two halves so that several can run at once (CE starts every
+ * remote member's before computing the local ones): start sends forward(tokens (n), at position
+ * pos), finish waits for the logits (V) of its last row. Both return 0 or nonzero with a
+ * message. The model is then a shell: its config and path only (data NULL, no KV cache here). */
+typedef struct RemoteForward {
+    int (*start)(void *user, int member, const int *tokens, int n, int pos, LxError *err);
+    int (*finish)(void *user, int member, float *logits, LxError *err);
+} RemoteForward;
 
 struct LxEnsemble {
     int k;                /* number of members */
@@ -609,6 +743,10 @@ int ensemble_distribution(Ensemble *e, float *q, LxError *err);
  * streams go on. ensemble_seed restarts both streams from seed. */
 void ensemble_reset(Ensemble *e);
 void ensemble_seed(Ensemble *e, uint64_t seed);
+/* Member i's forward runs elsewhere from now on (ops and user outlive e); its KV cache here is
+ * freed. Everything else, the sequence, the streams and the sums, stays here, in the same order,
+ * so the tokens are exactly those of a run with every member local. */
+void ensemble_set_remote(Ensemble *e, int i, const RemoteForward *ops, void *user);
 
 /* ============================== generate ==================================================== */
 /* one generation in progress (generate.c): the stop conditions, the stop strings' held-back text
@@ -630,6 +768,7 @@ typedef struct {
     int prev;                /* the last token of the sequence, for decoding the next */
     double start, first, last; /* clock at the start, at the first and at the latest token */
     int done;                /* 1 once a stop condition holds: draw no more tokens */
+    int distribution;        /* 1: events carry the distribution drawn from (batch sequences) */
 } Generation;
 
 /* Check the prompt (1..n_ctx tokens) and the stop strings, and start the clock. */
@@ -651,7 +790,9 @@ void generation_end(Generation *g, LxStatus status, LxGenerateStats *stats);
  * the pending rows of all the sequences that need it (a newcomer's whole prompt beside the
  * others' one-token decodes), and then lets every sequence draw: its members are synced, so
  * ensemble_step runs no forward of its own. Sequences wait in a FIFO queue for a free slot; a
- * slot's states are made on first use and reused by the next sequence (the pool). */
+ * slot's states are made on first use and reused by the next sequence (the pool). A sequence may
+ * bring its own mode, weights and sampler (lx_batch_add_sequence): the slot's ensemble takes them
+ * when the sequence is admitted (slot_configure), so one batch serves requests of every kind. */
 
 typedef struct {
     Ensemble e;         /* the sequence's ensemble; members hold cache-only states */
@@ -667,6 +808,10 @@ typedef struct {
     LxGenerateParams params;
     LxTokenCallback callback;
     void *user;
+    LxMode mode;           /* the sequence's own settings (lx_batch_add_sequence) */
+    LxSamplerParams sampler;
+    double *weights;       /* (k) a copy, or NULL: the batch's */
+    int distribution;
 } BatchRequest;
 
 typedef struct {
@@ -767,6 +912,15 @@ double score_ensemble_nll(const ScoreTable *t, const double *w);
  * responsibilities w_k p_k(x_t) / sum. Members with w_k = 0 take no part. */
 double score_log_mixture(const ScoreTable *t, const double *w, long j, double *resp);
 
+/* A series of per-token losses l(t) = -log p(x_t): member i's (i >= 0), or the ensemble's for
+ * weights w (i == SCORE_ENSEMBLE). score_nll_stats gives the mean of l_a(t), or with b >= 0 or
+ * b == SCORE_ENSEMBLE of the paired difference l_a(t) - l_b(t), and its standard error
+ * sd / sqrt(N), sd the sample standard deviation (divisor N - 1, two passes); se is NaN for
+ * N < 2. The SE treats tokens as independent draws, which tokens of one text are not quite. */
+#define SCORE_ENSEMBLE (-1)
+#define SCORE_NONE (-2)
+double score_nll_stats(const ScoreTable *t, int a, int b, const double *w, double *se);
+
 /* Perplexity exp(nll) and bits per token nll / ln 2. */
 double score_perplexity(double nll);
 double score_bits(double nll);
@@ -798,6 +952,10 @@ typedef struct {
     int vocab_size;
 } ScoreView;
 ScoreView score_view(const LxScore *s);
+/* The score of a table filled elsewhere (members scored by other processes, src/cli/mpi.c), as
+ * lx_score_text would have made it: takes over t's rows (t is zeroed) and tokens (N + 1, BOS
+ * first, malloc'd). NULL when out of memory (t and tokens are then still the caller's). */
+LxScore *score_adopt(ScoreTable *t, int *tokens, int context, int vocab_size);
 
 /* ============================== router ====================================================== */
 /* member weights from the token history (the theorem that keeps ME exact is in the ensemble

@@ -114,6 +114,8 @@ static KernelIsa current_isa(void)
     return isa;
 }
 
+KernelIsa kernels_isa(void) { return current_isa(); }
+
 const char *lx_kernel_name(void) { return kernels_isa_name(); }
 
 const char *kernels_isa_name(void)
@@ -208,13 +210,18 @@ void kernels_set_blas_min_rows(int rows)
 /* Thread slices start on multiples of this many rows (whole cache lines of y, whole blocks). */
 #define SLICE_ALIGN 16
 
-static void matmul_slice(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1,
-                         int use_blas)
+/* Output rows [n0, n1) of p's product on one thread: fp32 by BLAS or the streaming kernel; Q8_0
+ * on the input already quantized into qs. */
+static void product_slice(const WeightProduct *p, const float *x, const QuantScratch *qs, int T, int K, int n0,
+                          int n1, int use_blas)
 {
-    if (use_blas)
-        matmul_blas(y, x, w, T, K, N, n0, n1);
+    const Weight *w = &p->w;
+    if (w->type == WEIGHT_Q8_0)
+        matmul_q8_slice(p->y, qs->q, qs->s, w->q, w->s, T, K, p->N, w->group_size, n0, n1);
+    else if (use_blas)
+        matmul_blas(p->y, x, w->f, T, K, p->N, n0, n1);
     else
-        matmul_stream(y, x, w, T, K, N, n0, n1);
+        matmul_stream(p->y, x, w->f, T, K, p->N, n0, n1);
 }
 
 /* silu(g) * u = g / (1 + e^-g) * u, the SwiGLU gate, over columns [n0, n1) of T rows of N. */
@@ -231,10 +238,14 @@ static void swiglu_columns(float *g, const float *u, int T, int N, int n0, int n
  * output rows (its own part of each W, so the threads never share a weight), all in one
  * parallel region: a fork and join costs about as much as streaming 100 KB, and a 15M-shape
  * layer has seven products of 330 to 900 KB. With gate (SwiGLU), p[0] and p[1] have the same N
- * and p[0].y becomes silu(p[0].y) * p[1].y, each thread gating the columns it computed. */
-static void run_products(const float *x, int T, int K, const Product *p, int n, int gate, int threads)
+ * and p[0].y becomes silu(p[0].y) * p[1].y, each thread gating the columns it computed.
+ * Q8_0 weights: the input is quantized once, before the threads start, for all the products. */
+static void run_products(const float *x, int T, int K, const WeightProduct *p, int n, int gate, QuantScratch *qs,
+                         int threads)
 {
     current_isa(); /* settle the choice before the threads start */
+    if (p[0].w.type == WEIGHT_Q8_0)
+        quantize_q8(qs->q, qs->s, x, T, K, p[0].w.group_size);
     int use_blas = kernels_have_blas() && T >= kernels_blas_min_rows();
     int slices = threads_resolve(threads);
     double weights = 0;
@@ -251,28 +262,54 @@ static void run_products(const float *x, int T, int K, const Product *p, int n, 
             rows = (rows + SLICE_ALIGN - 1) / SLICE_ALIGN * SLICE_ALIGN;
             int n0 = s * rows < p[i].N ? s * rows : p[i].N, n1 = n0 + rows < p[i].N ? n0 + rows : p[i].N;
             if (n0 < n1)
-                matmul_slice(p[i].y, x, p[i].w, T, K, p[i].N, n0, n1, use_blas);
+                product_slice(&p[i], x, qs, T, K, n0, n1, use_blas);
             if (gate && i == 1 && n0 < n1)
                 swiglu_columns(p[0].y, p[1].y, T, p[0].N, n0, n1);
         }
 }
 
+void matmul_weight(float *y, const float *x, Weight w, int T, int K, int N, QuantScratch *qs, int threads)
+{
+    WeightProduct p = {y, w, N};
+    run_products(x, T, K, &p, 1, 0, qs, threads);
+}
+
+void matmul_weight_many(const float *x, int T, int K, const WeightProduct *p, int n, QuantScratch *qs, int threads)
+{
+    run_products(x, T, K, p, n, 0, qs, threads);
+}
+
+void matmul_weight_swiglu(float *h, float *u, const float *x, Weight w1, Weight w3, int T, int K, int H,
+                          QuantScratch *qs, int threads)
+{
+    WeightProduct p[2] = {{h, w1, H}, {u, w3, H}};
+    run_products(x, T, K, p, 2, 1, qs, threads);
+}
+
+/* The fp32 forms: the same, with plain float matrices. */
+static Weight fp32_weight(const float *w) { return (Weight){WEIGHT_F32, 0, w, NULL, NULL}; }
+
 void matmul(float *y, const float *x, const float *w, int T, int K, int N, int threads)
 {
-    Product p = {y, w, N};
-    run_products(x, T, K, &p, 1, 0, threads);
+    matmul_weight(y, x, fp32_weight(w), T, K, N, NULL, threads);
 }
 
 void matmul_many(const float *x, int T, int K, const Product *p, int n, int threads)
 {
-    run_products(x, T, K, p, n, 0, threads);
+    enum { GROUP = 8 };
+    for (int i = 0; i < n; i += GROUP) { /* in groups of 8 products per parallel region */
+        WeightProduct wp[GROUP];
+        int m = n - i < GROUP ? n - i : GROUP;
+        for (int j = 0; j < m; j++)
+            wp[j] = (WeightProduct){p[i + j].y, fp32_weight(p[i + j].w), p[i + j].N};
+        run_products(x, T, K, wp, m, 0, NULL, threads);
+    }
 }
 
 void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const float *w3, int T, int K, int H,
                    int threads)
 {
-    Product p[2] = {{h, w1, H}, {u, w3, H}};
-    run_products(x, T, K, p, 2, 1, threads);
+    matmul_weight_swiglu(h, u, x, fp32_weight(w1), fp32_weight(w3), T, K, H, NULL, threads);
 }
 
 /* ------------------------------------------------------------------------------ small ops */

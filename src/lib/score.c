@@ -168,6 +168,35 @@ double score_ensemble_nll(const ScoreTable *t, const double *w)
     return sum / (double)t->n;
 }
 
+/* Token j's loss in series i: a member's -log p_i(x_j), or the mixture's -log q(x_j). */
+static double token_loss(const ScoreTable *t, int i, const double *w, long j)
+{
+    return i == SCORE_ENSEMBLE ? -score_log_mixture(t, w, j, NULL) : -t->logp[(size_t)i * (size_t)t->n + (size_t)j];
+}
+
+static double token_value(const ScoreTable *t, int a, int b, const double *w, long j)
+{
+    return token_loss(t, a, w, j) - (b == SCORE_NONE ? 0 : token_loss(t, b, w, j));
+}
+
+/* Mean m = (1/N) sum_j d_j, then var = sum_j (d_j - m)^2 / (N - 1) from the deviations (no
+ * cancellation of large squares), SE = sqrt(var / N). Paired: the difference's own variance,
+ * which is far smaller than either series' when the two agree token by token. */
+double score_nll_stats(const ScoreTable *t, int a, int b, const double *w, double *se)
+{
+    double sum = 0, squares = 0;
+    for (long j = 0; j < t->n; j++)
+        sum += token_value(t, a, b, w, j);
+    double mean = sum / (double)t->n;
+    for (long j = 0; j < t->n; j++) {
+        double d = token_value(t, a, b, w, j) - mean;
+        squares += d * d;
+    }
+    if (se)
+        *se = t->n > 1 ? sqrt(squares / (double)(t->n - 1) / (double)t->n) : NAN;
+    return mean;
+}
+
 double score_perplexity(double nll) { return exp(nll); }
 double score_bits(double nll) { return nll / log(2.0); }
 
@@ -400,11 +429,44 @@ void lx_score_free(LxScore *s)
     }
 }
 
+LxScore *score_adopt(ScoreTable *t, int *tokens, int context, int vocab_size)
+{
+    LxScore *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    *s = (LxScore){.table = *t, .context = context, .windows = score_windows(t->n + 1, context),
+                   .tokens = tokens, .vocab_size = vocab_size};
+    *t = (ScoreTable){0};
+    return s;
+}
+
 long lx_score_tokens(const LxScore *s) { return s->table.n; }
 int lx_score_context(const LxScore *s) { return s->context; }
 long lx_score_windows(const LxScore *s) { return s->windows; }
 double lx_score_member_nll(const LxScore *s, int i) { return score_member_nll(&s->table, i); }
 double lx_score_ensemble_nll(const LxScore *s, const double *w) { return score_ensemble_nll(&s->table, w); }
+
+static int series_ok(const LxScore *s, int i) { return i == LX_SCORE_ENSEMBLE || (i >= 0 && i < s->table.k); }
+
+double lx_score_nll_se(const LxScore *s, int i, const double *w, double *se)
+{
+    if (!series_ok(s, i) || (i == LX_SCORE_ENSEMBLE && !w)) {
+        if (se)
+            *se = NAN;
+        return NAN;
+    }
+    return score_nll_stats(&s->table, i, SCORE_NONE, w, se);
+}
+
+double lx_score_nll_difference(const LxScore *s, int a, int b, const double *w, double *se)
+{
+    if (!series_ok(s, a) || !series_ok(s, b) || ((a == LX_SCORE_ENSEMBLE || b == LX_SCORE_ENSEMBLE) && !w)) {
+        if (se)
+            *se = NAN;
+        return NAN;
+    }
+    return score_nll_stats(&s->table, a, b, w, se);
+}
 
 LxStatus lx_score_fit_weights(const LxScore *s, double *w, int max_iter, double tol, LxScoreFit *fit,
                               LxError *err)

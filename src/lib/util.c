@@ -14,14 +14,56 @@
 #include <cblas.h>
 #endif
 
+/* Shorten text (n bytes, NUL-terminated, in a buffer of at least n + 1) to fit in size bytes
+ * by cutting the middle out of its longest space-free word (a path, nearly always) and putting
+ * "..." there, so that the problem a message states survives however long the file name before
+ * it. Words are shortened longest first until the text fits; a text of no long words is cut at
+ * the end as snprintf would. */
+static void elide_to_fit(char *text, size_t n, size_t size)
+{
+    while (n + 1 > size) {
+        size_t best = 0, best_len = 0;
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            while (j < n && text[j] != ' ')
+                j++;
+            if (j - i > best_len)
+                best = i, best_len = j - i;
+            i = j + 1;
+        }
+        size_t excess = n + 1 - size, keep = best_len > excess + 3 ? best_len - excess - 3 : 0;
+        if (best_len < 16 || keep < 8)
+            break; /* nothing worth eliding: truncate */
+        size_t head = keep / 2, tail = keep - head; /* word = head ... tail */
+        memmove(text + best + head + 3, text + best + best_len - tail, n - (best + best_len - tail) + 1);
+        memcpy(text + best + head, "...", 3);
+        n = n - best_len + keep + 3;
+    }
+    if (n + 1 > size)
+        text[size - 1] = '\0';
+}
+
 int(fail)(LxError *err, LxStatus status, const char *fmt, ...)
 {
     if (err) {
-        va_list ap;
+        char local[4 * LX_ERROR_LENGTH], *whole = local;
+        va_list ap, again;
         va_start(ap, fmt);
-        err->status = status;
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_copy(again, ap);
+        int n = vsnprintf(local, sizeof local, fmt, ap);
+        if (n >= (int)sizeof local && (whole = malloc((size_t)n + 1))) /* a path near PATH_MAX */
+            vsnprintf(whole, (size_t)n + 1, fmt, again);
+        else if (n >= (int)sizeof local)
+            whole = local, n = (int)sizeof local - 1;
+        va_end(again);
         va_end(ap);
+        err->status = status;
+        if (n < 0)
+            n = 0, whole[0] = '\0';
+        elide_to_fit(whole, (size_t)n, sizeof err->message);
+        snprintf(err->message, sizeof err->message, "%s", whole);
+        if (whole != local)
+            free(whole);
     }
     return (int)status;
 }

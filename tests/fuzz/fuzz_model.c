@@ -3,7 +3,8 @@
  *
  * The input is a whole checkpoint file. What must hold for every input:
  *   - model_parse either fails with a one-line message that starts with the file's name, or
- *     succeeds with a model whose every tensor lies inside the input and whose header passes
+ *     succeeds with a model whose every tensor lies inside the input (version 2: in Q8_0 with
+ *     the header's group size, scales aligned, finite and >= 0) and whose header passes
  *     model_config_check, and whose size is exactly what the header implies;
  *   - model_close is safe in both cases;
  *   - on an accepted model that is small enough (at most 8 MB of weights per token, which the
@@ -41,12 +42,39 @@ static void check_message(const char *err, const char *context)
         die("message is more than one line", err);
 }
 
-/* [p, p + n floats) must lie inside [lo, hi). */
-static void check_inside(const float *p, size_t n, const uint8_t *lo, const uint8_t *hi, const char *what)
+/* [p, p + n bytes) must lie inside [lo, hi). */
+static void check_inside(const void *p, size_t n, const uint8_t *lo, const uint8_t *hi, const char *what)
 {
-    const uint8_t *b = (const uint8_t *)p;
-    if (!p || b < lo || b > hi || n > (size_t)(hi - b) / sizeof(float))
+    const uint8_t *b = p;
+    if (!p || b < lo || b > hi || n > (size_t)(hi - b))
         die("a tensor lies outside the file", what);
+}
+
+/* A matrix (rows, K) in the model's format: inside the file, and its size (bytes) added to *total. */
+static void check_weight(const Model *m, Weight w, size_t rows, size_t K, const uint8_t *lo, const uint8_t *hi,
+                         const char *what, size_t *total)
+{
+    size_t n, bytes = 0;
+    if (size_mul(rows, K, &n))
+        die("accepted a shape whose tensors overflow", what);
+    if (m->version == 2) {
+        if (w.type != WEIGHT_Q8_0 || w.group_size != m->group_size || K % (size_t)w.group_size != 0)
+            die("a version 2 tensor is not Q8_0 with the file's group size", what);
+        check_inside(w.q, n, lo, hi, what);
+        check_inside(w.s, n / (size_t)w.group_size * 4, lo, hi, what);
+        if ((uintptr_t)w.s % 4 != 0)
+            die("misaligned scales", what);
+        for (size_t i = 0; i < n / (size_t)w.group_size; i++)
+            if (!(w.s[i] >= 0.0f && w.s[i] <= 3.4e38f))
+                die("accepted a scale that is negative or not finite", what);
+        bytes = n + n / (size_t)w.group_size * 4;
+    } else {
+        if (w.type != WEIGHT_F32 || size_mul(n, 4, &bytes))
+            die("a fp32 tensor is not fp32, or overflows", what);
+        check_inside(w.f, bytes, lo, hi, what);
+    }
+    if (size_add(*total, bytes, total))
+        die("accepted a shape whose size overflows", what);
 }
 
 static void check_model(const Model *m, const uint8_t *data, size_t size)
@@ -55,42 +83,42 @@ static void check_model(const Model *m, const uint8_t *data, size_t size)
     LxError err[1];
     if (model_config_check(c, NAME, err))
         die("accepted a header that model_config_check refuses", err->message);
-    if (m->version != 0 && m->version != 1)
-        die("accepted an unknown version", NULL);
+    if (m->version < 0 || m->version > 2 || (m->version == 2) != (m->group_size > 0))
+        die("accepted an unknown version, or a group size outside version 2", NULL);
     if (m->data != data || m->size != size)
         die("the model does not point at the input", NULL);
     size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
     size_t V = (size_t)c->vocab_size, KVD = (size_t)model_kv_dim(c);
     const uint8_t *start = data + (m->version == 0 ? 28 : 256), *end = data + size;
-    /* Every product below is at most the file size in floats, or the parse would have failed;
-     * the checks are written so that a wrong parse cannot make them overflow anyway. */
-    struct { const float *p; size_t a, b, c; const char *name; } t[] = {
-        {m->w.token_embedding, V, D, 1, "token_embedding"}, {m->w.rms_att, L, D, 1, "rms_att"},
-        {m->w.wq, L, D, D, "wq"}, {m->w.wk, L, KVD, D, "wk"}, {m->w.wv, L, KVD, D, "wv"},
-        {m->w.wo, L, D, D, "wo"}, {m->w.rms_ffn, L, D, 1, "rms_ffn"}, {m->w.w1, L, H, D, "w1"},
-        {m->w.w2, L, D, H, "w2"}, {m->w.w3, L, H, D, "w3"}, {m->w.rms_final, D, 1, 1, "rms_final"},
-        {m->w.wcls, V, D, 1, "wcls"},
-    };
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        size_t n;
-        if (size_mul(t[i].a, t[i].b, &n) || size_mul(n, t[i].c, &n))
-            die("accepted a shape whose tensors overflow", t[i].name);
-        check_inside(t[i].p, n, start, end, t[i].name);
+    /* The size, counted here independently: every tensor, the classifier once more if separate,
+     * and version 0's two RoPE tables (S, HS/2). */
+    size_t total = 0, part;
+    check_weight(m, m->w.token_embedding, V, D, start, end, "token_embedding", &total);
+    for (size_t l = 0; l < L; l++) {
+        const LayerWeights *w = &m->w.layers[l];
+        check_inside(w->rms_att, 4 * D, start, end, "rms_att");
+        check_inside(w->rms_ffn, 4 * D, start, end, "rms_ffn");
+        struct { Weight w; size_t rows, K; const char *name; } t[] = {
+            {w->wq, D, D, "wq"}, {w->wk, KVD, D, "wk"}, {w->wv, KVD, D, "wv"}, {w->wo, D, D, "wo"},
+            {w->w1, H, D, "w1"}, {w->w2, D, H, "w2"}, {w->w3, H, D, "w3"},
+        };
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+            check_weight(m, t[i].w, t[i].rows, t[i].K, start, end, t[i].name, &total);
+        if (size_add(total, 8 * D, &total))
+            die("accepted a shape whose size overflows", "norms");
     }
-    if (m->shared_classifier != (m->w.wcls == m->w.token_embedding))
+    check_inside(m->w.rms_final, 4 * D, start, end, "rms_final");
+    total += 4 * D;
+    const void *cls = m->version == 2 ? (const void *)m->w.wcls.q : (const void *)m->w.wcls.f;
+    const void *emb = m->version == 2 ? (const void *)m->w.token_embedding.q : (const void *)m->w.token_embedding.f;
+    if (m->shared_classifier != (cls == emb))
         die("shared_classifier disagrees with wcls", NULL);
-    /* The size, counted here independently: the tensors above, the classifier once more if
-     * separate, and version 0's two RoPE tables (S, HS/2). */
-    size_t floats = 0, part;
-    for (size_t i = 0; i + 1 < sizeof t / sizeof t[0]; i++)
-        if (size_mul(t[i].a, t[i].b, &part) || size_mul(part, t[i].c, &part) || size_add(floats, part, &floats))
-            die("accepted a shape whose size overflows", t[i].name);
-    if (!m->shared_classifier && size_add(floats, V * D, &floats))
-        die("accepted a shape whose size overflows", "wcls");
-    if (m->version == 0 && (size_mul((size_t)c->seq_len, (size_t)model_head_size(c), &part) ||
-                            size_add(floats, part, &floats)))
+    if (!m->shared_classifier)
+        check_weight(m, m->w.wcls, V, D, start, end, "wcls", &total);
+    if (m->version == 0 && (size_mul((size_t)c->seq_len, (size_t)model_head_size(c) * 4, &part) ||
+                            size_add(total, part, &total)))
         die("accepted a shape whose size overflows", "freq_cis");
-    if (floats > (size - (size_t)(start - data)) / 4 || (size_t)(start - data) + 4 * floats != size)
+    if (total != size - (size_t)(start - data))
         die("accepted a file whose size is not what its header implies", NULL);
 }
 

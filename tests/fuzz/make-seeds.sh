@@ -61,13 +61,31 @@ init v0-separate.bin $small --version 0 --separate-classifier
 init v1-mha-2layers.bin --dim 4 --hidden-dim 6 --layers 2 --heads 2 --kv-heads 2 --vocab 5 --seq-len 3 --version 1
 init v0-seq1.bin --dim 4 --hidden-dim 4 --layers 1 --heads 1 --kv-heads 1 --vocab 3 --seq-len 1 --version 0
 init v1-gqa4.bin --dim 16 --hidden-dim 8 --layers 1 --heads 4 --kv-heads 1 --vocab 4 --seq-len 4 --version 1
-# Bad ones: a version 2 (Q8_0) header, an unknown version, a cut file, a bare v0 header.
+# Bad ones: a version 2 (Q8_0) header alone, an unknown version, a cut file, a bare v0 header.
 { u32 0x616b3432; u32 2; for d in 8 16 1 2 1 16 8; do u32 $d; done; u8 1; u32 4
   i=41; while [ $i -lt 256 ]; do u8 0; i=$((i + 1)); done; u32 0; u32 0; } >"$corpus/model/v2-header.bin"
 { u32 0x616b3432; u32 3; for d in 8 16 1 2 1 16 8; do u32 $d; done
   i=36; while [ $i -lt 256 ]; do u8 0; i=$((i + 1)); done; } >"$corpus/model/v3-header.bin"
 head -c 300 "$corpus/model/v1-shared.bin" >"$corpus/model/v1-truncated.bin"
 head -c 28 "$corpus/model/v0-shared.bin" >"$corpus/model/v0-header-only.bin"
+# Version 2 (int8 Q8_0; the small shape's default group size is 8, its first scale at byte 480),
+# good and hostile: group size 0, negative, not dividing dim, a NaN and a negative scale, a
+# trailing byte, a cut file.
+init v2-shared.bin $small --quant q8_0
+init v2-separate.bin $small --quant q8_0 --separate-classifier
+init v2-gqa4.bin --dim 16 --hidden-dim 8 --layers 1 --heads 4 --kv-heads 1 --vocab 4 --seq-len 4 --quant q8_0
+v2_patched() { # NAME OFFSET BYTES...: v2-shared.bin with BYTES written at OFFSET
+    _name=$1 _at=$2; shift 2
+    { head -c "$_at" "$corpus/model/v2-shared.bin"; for _b in "$@"; do u8 "$_b"; done
+      tail -c +$((_at + $# + 1)) "$corpus/model/v2-shared.bin"; } >"$corpus/model/$_name"
+}
+v2_patched v2-gs0.bin 37 0 0 0 0
+v2_patched v2-gs-negative.bin 37 255 255 255 255
+v2_patched v2-gs3.bin 37 3 0 0 0
+v2_patched v2-scale-nan.bin 480 0 0 192 127
+v2_patched v2-scale-negative.bin 484 0 0 128 191
+{ cat "$corpus/model/v2-shared.bin"; u8 0; } >"$corpus/model/v2-trailing.bin"
+head -c 500 "$corpus/model/v2-shared.bin" >"$corpus/model/v2-truncated.bin"
 
 # ------------------------------------------------------------------ tokenizers: int16 V, then the file
 t=$corpus/tokenizer

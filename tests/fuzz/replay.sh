@@ -7,8 +7,12 @@
 srcdir=${srcdir:-.}
 fuzzdir=$srcdir/tests/fuzz
 status=0
-for target in model tokenizer encode; do
+for target in model tokenizer encode serve_request; do
     prog=./tests/fuzz/replay_$target
+    if [ "$target" = serve_request ] && [ ! -x "$prog" ]; then
+        echo "replay serve_request: skipped (llamix was configured without the server)"
+        continue
+    fi
     if [ ! -x "$prog" ]; then
         echo "replay.sh: $prog not built (run from the build folder after make check)" >&2
         status=1

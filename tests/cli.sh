@@ -359,9 +359,17 @@ for w in passive active 1234; do
     if grep -qF "idle threads wait: $want;" "$tmp/out"; then pass "bench --wait $w: in effect"
     else failure "bench --wait $w: in effect" "the report does not say '$want'"; fi
 done
+# The default, auto, decides by the host at the start: idle or busy, it says which; with two
+# programs spinning beside it the host is busy for certain, and it must wait passive.
 works "bench: the default wait" "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single
-if grep -qF "idle threads wait: passive (OMP_WAIT_POLICY=passive);" "$tmp/out"; then pass "bench: passive by default"
-else failure "bench: passive by default" "not passive"; fi
+if grep -qE "idle threads wait: (spin 300000 then sleep \(GOMP_SPINCOUNT=300000, auto: the host was idle|passive \(OMP_WAIT_POLICY=passive, auto: the host was busy) at the start\);" "$tmp/out"
+then pass "bench: auto by default"; else failure "bench: auto by default" "the report does not say auto's choice"; fi
+sh -c 'while :; do :; done' & spin1=$!
+sh -c 'while :; do :; done' & spin2=$!
+works "bench: the default wait, busy host" "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single
+kill $spin1 $spin2; wait $spin1 $spin2 2>/dev/null
+if grep -qF "idle threads wait: passive (OMP_WAIT_POLICY=passive, auto: the host was busy at the start);" "$tmp/out"
+then pass "bench: auto waits passive on a busy host"; else failure "bench: auto waits passive on a busy host" "not passive"; fi
 run env OMP_WAIT_POLICY=active "$LLAMIX" bench --shape tiny -r 1 -n 2 -p 2 --no-limits -e single
 if grep -qF "idle threads wait: active (OMP_WAIT_POLICY=active);" "$tmp/out"; then pass "bench: the user's OMP_WAIT_POLICY stands"
 else failure "bench: the user's OMP_WAIT_POLICY stands" "overridden"; fi

@@ -48,7 +48,7 @@ static void usage(FILE *out)
         "  -o, --output FORMAT    md (default) or json, on stdout\n"
         "      --json-file PATH   also write the json report to PATH\n"
         "  -s, --seed N           seed of the prompt, the sampler and ME's picks (default 1)\n"
-        "      --temp T  --top-p P  --top-k K\n"
+        "      --temp T  --top-p P  --top-k K  --min-p P\n"
         "                         the sampler (default temperature 1, top-p 1 = off, top-k off)\n"
         "      --bw-mib N         size of the bandwidth buffer in MiB (default %d)\n"
         "      --no-limits        skip the bandwidth and sgemm measurements\n"
@@ -57,8 +57,9 @@ static void usage(FILE *out)
         "                         at each S, and each S over the first (sequence j: seed -s + j)\n"
         "      --router FILE      also run each ce and me test of the router's K with it, side by\n"
         "                         side, and time the router alone (its cost per token)\n"
-        "      --wait POLICY      how idle threads wait: passive (sleep at once; the default), active\n"
-        "                         (spin), or N (spin N times, then sleep); the report says which\n"
+        "      --wait POLICY      how idle threads wait: auto (the default: by the host's load at the\n"
+        "                         start), passive (sleep at once), active (spin), or N (spin N\n"
+        "                         times, then sleep); the report says which\n"
         "  -h, --help\n\n"
         "pp P: the P prompt tokens through what the mode runs to sample the first token (single: one\n"
         "forward; ce: one per member; me: one, through the picked member). tg N: N more tokens, each\n"
@@ -114,14 +115,13 @@ static int parse_list(const char *option, const char *text, long min, long max, 
 typedef struct {
     char *paths[CLI_MAX_MEMBERS], *tok_paths[CLI_MAX_MEMBERS];
     int n_paths, n_toks, json;
+    int shape_version; /* --quant: the --shape members' checkpoint version, 1 fp32 or 2 int8 */
     const char *json_file;
     BenchPlan plan;
 } Options;
 
-enum { OPT_SHAPE = 256, OPT_QUANT, OPT_JSON_FILE, OPT_TEMP, OPT_TOP_P, OPT_TOP_K, OPT_BW, OPT_NO_LIMITS, OPT_ROUTER, OPT_SEQUENCES,
+enum { OPT_SHAPE = 256, OPT_QUANT, OPT_JSON_FILE, OPT_BW, OPT_NO_LIMITS, OPT_ROUTER, OPT_SEQUENCES,
        OPT_WAIT };
-
-static int shape_version = 1; /* --quant */
 
 /* -1: run; otherwise the exit status to return now (after --help, or a usage error printed). */
 static int parse_options(int argc, char **argv, Options *o)
@@ -133,8 +133,7 @@ static int parse_options(int argc, char **argv, Options *o)
         {"n-gen", required_argument, 0, 'n'}, {"repetitions", required_argument, 0, 'r'},
         {"threads", required_argument, 0, 't'}, {"ensemble", required_argument, 0, 'e'},
         {"output", required_argument, 0, 'o'}, {"json-file", required_argument, 0, OPT_JSON_FILE},
-        {"seed", required_argument, 0, 's'}, {"temp", required_argument, 0, OPT_TEMP},
-        {"top-p", required_argument, 0, OPT_TOP_P}, {"top-k", required_argument, 0, OPT_TOP_K},
+        {"seed", required_argument, 0, 's'}, CLI_SAMPLER_OPTIONS,
         {"bw-mib", required_argument, 0, OPT_BW}, {"no-limits", no_argument, 0, OPT_NO_LIMITS},
         {"router", required_argument, 0, OPT_ROUTER}, {"sequences", required_argument, 0, OPT_SEQUENCES},
         {"tokenizer", required_argument, 0, 'z'}, {"wait", required_argument, 0, OPT_WAIT},
@@ -151,32 +150,21 @@ static int parse_options(int argc, char **argv, Options *o)
     p->sampler = lx_ensemble_defaults().sampler;
     p->sampler.top_p = 1.0f; /* see usage: top-p over random members is a sorting benchmark */
     p->log = stderr;
+    o->shape_version = 1;
     unsigned long long seed = 1;
     int opt;
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "m:z:k:p:n:r:t:e:o:s:h", options, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
-        case 'm':
-            if (o->n_paths == CLI_MAX_MEMBERS) {
-                cli_error("at most %d members", CLI_MAX_MEMBERS);
-                return EXIT_USAGE;
-            }
-            o->paths[o->n_paths++] = optarg;
-            break;
-        case 'z':
-            if (o->n_toks == CLI_MAX_MEMBERS) {
-                cli_error("-z: at most %d tokenizers", CLI_MAX_MEMBERS);
-                return EXIT_USAGE;
-            }
-            o->tok_paths[o->n_toks++] = optarg;
-            break;
+        case 'm': bad = cli_add_path("-m", o->paths, &o->n_paths, optarg); break;
+        case 'z': bad = cli_add_path("-z", o->tok_paths, &o->n_toks, optarg); break;
         case OPT_SHAPE: p->shape = optarg; break;
-        case OPT_QUANT: /* the --shape members' checkpoint version: 1 fp32, 2 int8 */
+        case OPT_QUANT:
             bad = strcmp(optarg, "q8_0") != 0 && strcmp(optarg, "f32") != 0;
             if (bad)
                 cli_error("--quant: '%s' is not q8_0 or f32", optarg);
-            shape_version = optarg[0] == 'q' ? 2 : 1;
+            o->shape_version = optarg[0] == 'q' ? 2 : 1;
             break;
         case 'k': bad = parse_list("-k", optarg, 1, CLI_MAX_MEMBERS, 0, p->ks, &p->nk); break;
         case 'p': bad = parse_list("-p", optarg, 1, 1 << 20, 0, p->ps, &p->np); break;
@@ -192,9 +180,9 @@ static int parse_options(int argc, char **argv, Options *o)
             break;
         case OPT_JSON_FILE: o->json_file = optarg; break;
         case 's': bad = cli_u64("-s", optarg, &seed); p->seed = seed; break;
-        case OPT_TEMP: bad = cli_float("--temp", optarg, 0, 1e6, &p->sampler.temperature); break;
-        case OPT_TOP_P: bad = cli_float("--top-p", optarg, 1e-9, 1, &p->sampler.top_p); break;
-        case OPT_TOP_K: bad = cli_int("--top-k", optarg, 0, 1 << 30, &p->sampler.top_k); break;
+        case CLI_OPT_TEMP: case CLI_OPT_TOP_K: case CLI_OPT_TOP_P: case CLI_OPT_MIN_P:
+            bad = cli_sampler_option(opt, optarg, &p->sampler);
+            break;
         case OPT_BW: bad = cli_int("--bw-mib", optarg, 16, 1 << 20, &p->bw_mib); break;
         case OPT_NO_LIMITS: p->limits = 0; break;
         case OPT_ROUTER: p->router_path = optarg; break;
@@ -207,11 +195,8 @@ static int parse_options(int argc, char **argv, Options *o)
             return EXIT_USAGE;
     }
     for (; optind < argc; optind++) { /* positional checkpoints, as in generate */
-        if (o->n_paths == CLI_MAX_MEMBERS) {
-            cli_error("at most %d members", CLI_MAX_MEMBERS);
+        if (cli_add_path("a checkpoint", o->paths, &o->n_paths, argv[optind]))
             return EXIT_USAGE;
-        }
-        o->paths[o->n_paths++] = argv[optind];
     }
     if (o->n_paths && p->shape) {
         cli_error("give models (-m) or a shape (--shape), not both");
@@ -263,7 +248,7 @@ int cmd_bench(int argc, char **argv)
             config.seq_len = bench_context(p);
         fprintf(stderr, "llamix bench: writing %d random member%s of shape %s\n", p->n_models,
                 p->n_models > 1 ? "s" : "", p->shape);
-        if (bench_random_members(&config, p->n_models, p->seed, shape_version, models, &err) != LX_OK) {
+        if (bench_random_members(&config, p->n_models, p->seed, o.shape_version, models, &err) != LX_OK) {
             cli_error("%s", err.message);
             return EXIT_RUNTIME;
         }

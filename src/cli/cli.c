@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 void cli_error(const char *fmt, ...)
@@ -77,6 +79,36 @@ int cli_float(const char *option, const char *text, double min, double max, floa
     }
     *out = (float)v;
     return 0;
+}
+
+int cli_add_path(const char *option, char **paths, int *n, char *path)
+{
+    if (*n == CLI_MAX_MEMBERS) {
+        cli_error("%s: at most %d members", option, CLI_MAX_MEMBERS);
+        return EXIT_USAGE;
+    }
+    paths[(*n)++] = path;
+    return 0;
+}
+
+int cli_mode(const char *text, LxMode *mode)
+{
+    if (lx_mode_parse(text, mode, NULL) == LX_OK)
+        return 0;
+    cli_error("--ensemble: '%s' is not one of me, ce, ce-mixture, ce-unite", text);
+    return EXIT_USAGE;
+}
+
+int cli_sampler_option(int opt, const char *text, LxSamplerParams *sp)
+{
+    int bad;
+    switch (opt) {
+    case CLI_OPT_TEMP: bad = cli_float("--temp", text, 0, 1e6, &sp->temperature); break;
+    case CLI_OPT_TOP_K: bad = cli_int("--top-k", text, 0, 1 << 30, &sp->top_k); break;
+    case CLI_OPT_TOP_P: bad = cli_float("--top-p", text, 1e-9, 1, &sp->top_p); break;
+    default: bad = cli_float("--min-p", text, 0, 0.999999, &sp->min_p); break;
+    }
+    return bad ? EXIT_USAGE : 0;
 }
 
 int cli_library_error(const LxError *err)
@@ -242,7 +274,16 @@ int cli_flush(void)
  * faster; on a busy one a spinning thread holds the core that the thread it waits for needs,
  * and -t 2 can fall to a tenth of -t 1 (bench/RESULTS.md, "Thread waiting"). The policy is the
  * OpenMP runtime's, read from the environment when the runtime loads: OMP_WAIT_POLICY
- * (active/passive, standard) and libgomp's GOMP_SPINCOUNT (spin that many times, then sleep). */
+ * (active/passive, standard) and libgomp's GOMP_SPINCOUNT (spin that many times, then sleep).
+ * Measured on the 2-core host, neither wins both ways: passive is half the speed of spinning
+ * when the host is idle (a futex wake per barrier, dozens of barriers per token), and spinning a
+ * fifth of passive's when two other programs run. So auto looks before it starts: spinning
+ * (libgomp's own 300000, which sleeps when a wait is long) when no other task is running, passive
+ * when one is. */
+
+/* The spin-then-sleep count of auto on an idle host: libgomp's own default, as fast as active in
+ * the table and asleep when the program idles. */
+#define WAIT_IDLE_SPIN "300000"
 
 static const char *wait_choice; /* --wait's value, or NULL */
 
@@ -251,12 +292,12 @@ int cli_wait_option(const char *text)
     char *end;
     errno = 0;
     long long n = strtoll(text, &end, 10);
-    if (strcmp(text, "active") == 0 || strcmp(text, "passive") == 0 ||
+    if (strcmp(text, "auto") == 0 || strcmp(text, "active") == 0 || strcmp(text, "passive") == 0 ||
         (isdigit((unsigned char)text[0]) && *end == '\0' && errno == 0 && n <= 1000000000000LL)) {
         wait_choice = text;
         return 0;
     }
-    cli_error("--wait: '%s' is not active, passive or a spin count from 0 to 1e12", text);
+    cli_error("--wait: '%s' is not auto, active, passive or a spin count from 0 to 1e12", text);
     return -1;
 }
 
@@ -289,6 +330,48 @@ static char **own_command_line(void)
     return k ? args : NULL;
 }
 
+/* This process's threads that are running now (state R in /proc/self/task/N/stat): BLAS's own
+ * workers spin for a while after they start, and they must not count as another program. */
+static int own_running(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *t; d && (t = readdir(d));) {
+        char path[64], state = 0;
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", t->d_name);
+        FILE *f = t->d_name[0] != '.' ? fopen(path, "r") : NULL;
+        if (f && fscanf(f, "%*d (%*[^)]) %c", &state) == 1 && state == 'R')
+            n++;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* 1 if another program's task was running in each of a few looks at /proc/loadavg (its fourth
+ * field, running/total, counts this process's running threads too); the least of the looks, so
+ * that a passing task does not count. 0 if it cannot be read. */
+static int host_busy(void)
+{
+    int least = -1;
+    for (int look = 0; look < 5; look++) {
+        FILE *f = fopen("/proc/loadavg", "r");
+        int running = 0;
+        int got = f && fscanf(f, "%*s %*s %*s %d/", &running) == 1;
+        if (f)
+            fclose(f);
+        if (!got)
+            return 0;
+        running -= own_running();
+        if (least < 0 || running < least)
+            least = running;
+        nanosleep(&(struct timespec){0, 2000000}, NULL);
+    }
+    return least > 0;
+}
+
 void cli_wait_apply(void)
 {
     const char *choice = wait_choice;
@@ -297,6 +380,12 @@ void cli_wait_apply(void)
             return; /* the user's own setting stands */
         choice = CLI_WAIT_DEFAULT;
     }
+    const char *tag = choice; /* what the re-executed program finds in LLAMIX_WAIT_REEXEC */
+    if (strcmp(choice, "auto") == 0) {
+        if (getenv("LLAMIX_WAIT_REEXEC"))
+            return; /* decided and re-executed already */
+        choice = host_busy() ? "passive" : WAIT_IDLE_SPIN;
+    }
     int spin = isdigit((unsigned char)choice[0]);
     const char *policy = spin ? NULL : choice, *count = spin ? choice : NULL;
     if (env_is("OMP_WAIT_POLICY", policy) && env_is("GOMP_SPINCOUNT", count))
@@ -304,7 +393,7 @@ void cli_wait_apply(void)
     if (getenv("LLAMIX_WAIT_REEXEC"))
         return; /* re-executed once already: never loop */
     char **args = own_command_line();
-    int ok = args && setenv("LLAMIX_WAIT_REEXEC", choice, 1) == 0 &&
+    int ok = args && setenv("LLAMIX_WAIT_REEXEC", tag, 1) == 0 &&
              (policy ? setenv("OMP_WAIT_POLICY", policy, 1) : unsetenv("OMP_WAIT_POLICY")) == 0 &&
              (count ? setenv("GOMP_SPINCOUNT", count, 1) : unsetenv("GOMP_SPINCOUNT")) == 0;
     if (ok) {
@@ -319,10 +408,13 @@ void cli_wait_apply(void)
 void cli_wait_describe(char *out, size_t size)
 {
     const char *policy = getenv("OMP_WAIT_POLICY"), *count = getenv("GOMP_SPINCOUNT");
+    const char *how = env_is("LLAMIX_WAIT_REEXEC", "auto") ? (count ? ", auto: the host was idle at the start"
+                                                                    : ", auto: the host was busy at the start")
+                                                           : "";
     if (count)
-        snprintf(out, size, "spin %s then sleep (GOMP_SPINCOUNT=%s)", count, count);
+        snprintf(out, size, "spin %s then sleep (GOMP_SPINCOUNT=%s%s)", count, count, how);
     else if (policy)
-        snprintf(out, size, "%s (OMP_WAIT_POLICY=%s)", policy, policy);
+        snprintf(out, size, "%s (OMP_WAIT_POLICY=%s%s)", policy, policy, how);
     else
         snprintf(out, size, "the OpenMP runtime's default (neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT set)");
 }

@@ -62,23 +62,42 @@ void cli_json_string(FILE *out, const char *s);
 void cli_table_string(FILE *out, const char *s);
 void cli_json_number(FILE *out, double x);
 
-/* --wait active|passive|N: how idle OpenMP threads wait at a barrier (thread_wait in cli.c).
+/* --wait auto|active|passive|N: how idle OpenMP threads wait at a barrier (thread_wait in cli.c).
  * libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, when it is loaded, before main: so the
  * choice takes effect by setting them and re-executing the program once. cli_wait_option records
  * the value (prints and returns -1 on a bad one); cli_wait_apply, called after the options are
  * parsed and before anything is opened, puts the recorded choice (or, when the user set neither
  * the option nor either variable, CLI_WAIT_DEFAULT) into effect, returning only when it already
- * is or cannot be. cli_wait_describe writes what is in effect, for reports. */
-#define CLI_WAIT_DEFAULT "passive"
+ * is or cannot be. cli_wait_describe writes what is in effect, for reports. auto (the default)
+ * looks at the host once, at the start: spin-then-sleep when no other task is running, passive
+ * when one is (why: the "Thread waiting" table in bench/RESULTS.md). */
+#define CLI_WAIT_DEFAULT "auto"
 #define CLI_WAIT_HELP \
-    "      --wait POLICY     how idle threads wait: passive (sleep at once; the default), active\n" \
-    "                        (spin), or N (spin N times, then sleep); see llamix(1)\n"
+    "      --wait POLICY     how idle threads wait: auto (the default: by the host's load at the\n" \
+    "                        start), passive (sleep at once), active (spin), or N (spin N times,\n" \
+    "                        then sleep); see llamix(1)\n"
 int cli_wait_option(const char *text);
 void cli_wait_apply(void);
 void cli_wait_describe(char *out, size_t size);
 
 /* The most members an ensemble may have on the command line. */
 #define CLI_MAX_MEMBERS 16
+
+/* Append path (of -m, -z or a positional checkpoint; option names it in messages) to paths, of
+ * which *n are taken, at most CLI_MAX_MEMBERS. 0, or EXIT_USAGE with a message. */
+int cli_add_path(const char *option, char **paths, int *n, char *path);
+
+/* -e/--ensemble: one of me, ce, ce-mixture, ce-unite. 0, or EXIT_USAGE with a message. */
+int cli_mode(const char *text, LxMode *mode);
+
+/* The sampler's options, with one meaning and one range in every command. Put
+ * CLI_SAMPLER_OPTIONS in the long options; cli_sampler_option() parses one of them. */
+enum { CLI_OPT_TEMP = 200, CLI_OPT_TOP_K, CLI_OPT_TOP_P, CLI_OPT_MIN_P };
+#define CLI_SAMPLER_OPTIONS                                                                       \
+    {"temp", required_argument, 0, CLI_OPT_TEMP}, {"top-k", required_argument, 0, CLI_OPT_TOP_K}, \
+        {"top-p", required_argument, 0, CLI_OPT_TOP_P}, {"min-p", required_argument, 0, CLI_OPT_MIN_P}
+/* opt one of CLI_OPT_*: its value into sp. 0, or EXIT_USAGE with a message. */
+int cli_sampler_option(int opt, const char *text, LxSamplerParams *sp);
 
 /* `llamix generate` with -N, --prompts, --parallel or -o: many sequences at once
  * (generate_batch.c). Sample j of each prompt uses seed + j. */

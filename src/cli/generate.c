@@ -56,7 +56,7 @@ static void usage(FILE *out)
         "strings; every member is fed each drawn string by one fixed rule, so me is still exactly ce.\n");
 }
 
-enum { OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_PROMPTS, OPT_PARALLEL, OPT_ROUTER, OPT_MPI, OPT_MEMBER_RANKS,
+enum { OPT_PROMPTS = 256, OPT_PARALLEL, OPT_ROUTER, OPT_MPI, OPT_MEMBER_RANKS,
        OPT_WAIT };
 #define MAX_STOP 16
 
@@ -86,9 +86,7 @@ static int parse(int argc, char **argv, Options *o)
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, 'z'},
         {"prompt", required_argument, 0, 'p'}, {"n-predict", required_argument, 0, 'n'},
-        {"ctx-size", required_argument, 0, 'c'}, {"temp", required_argument, 0, OPT_TEMP},
-        {"top-k", required_argument, 0, OPT_TOP_K}, {"top-p", required_argument, 0, OPT_TOP_P},
-        {"min-p", required_argument, 0, OPT_MIN_P}, {"seed", required_argument, 0, 's'},
+        {"ctx-size", required_argument, 0, 'c'}, CLI_SAMPLER_OPTIONS, {"seed", required_argument, 0, 's'},
         {"weights", required_argument, 0, 'w'}, {"ensemble", required_argument, 0, 'e'},
         {"router", required_argument, 0, OPT_ROUTER},
         {"stop", required_argument, 0, 'r'}, {"threads", required_argument, 0, 't'},
@@ -98,41 +96,25 @@ static int parse(int argc, char **argv, Options *o)
         {"wait", required_argument, 0, OPT_WAIT},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
-    LxSamplerParams *sp = &o->ensemble.sampler;
-    LxError err;
     int opt;
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "m:z:p:n:c:s:w:e:r:t:N:o:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'm':
-        case 'z': {
-            int *count = opt == 'm' ? &o->k : &o->n_tokenizers;
-            if (*count == CLI_MAX_MEMBERS) {
-                cli_error("%s: at most %d members", opt == 'm' ? "-m" : "-z", CLI_MAX_MEMBERS);
-                return EXIT_USAGE;
-            }
-            (opt == 'm' ? o->model_paths : o->tokenizer_paths)[(*count)++] = optarg;
-            break;
-        }
+        case 'm': if (cli_add_path("-m", o->model_paths, &o->k, optarg)) return EXIT_USAGE; break;
+        case 'z': if (cli_add_path("-z", o->tokenizer_paths, &o->n_tokenizers, optarg)) return EXIT_USAGE; break;
         case 'p': o->prompt = optarg; break;
         case 'n': if (cli_int("-n", optarg, -1, 1 << 30, &o->n_predict)) return EXIT_USAGE; break;
         case 'c': if (cli_int("-c", optarg, 1, 1 << 30, &o->n_ctx)) return EXIT_USAGE; break;
-        case OPT_TEMP: if (cli_float("--temp", optarg, 0, 1e6, &sp->temperature)) return EXIT_USAGE; break;
-        case OPT_TOP_K: if (cli_int("--top-k", optarg, 0, 1 << 30, &sp->top_k)) return EXIT_USAGE; break;
-        case OPT_TOP_P: if (cli_float("--top-p", optarg, 1e-9, 1, &sp->top_p)) return EXIT_USAGE; break;
-        case OPT_MIN_P: if (cli_float("--min-p", optarg, 0, 0.999999, &sp->min_p)) return EXIT_USAGE; break;
+        case CLI_OPT_TEMP: case CLI_OPT_TOP_K: case CLI_OPT_TOP_P: case CLI_OPT_MIN_P:
+            if (cli_sampler_option(opt, optarg, &o->ensemble.sampler)) return EXIT_USAGE;
+            break;
         case 's': if (cli_u64("-s", optarg, &o->seed)) return EXIT_USAGE; o->have_seed = 1; break;
         case 'w': o->weights_text = optarg; break;
         case OPT_ROUTER: o->router_path = optarg; break;
         case OPT_MPI: o->mpi = 1; break;
         case OPT_MEMBER_RANKS: o->member_ranks = optarg; break;
         case OPT_WAIT: if (cli_wait_option(optarg)) return EXIT_USAGE; break;
-        case 'e':
-            if (lx_mode_parse(optarg, &o->ensemble.mode, &err)) {
-                cli_error("--ensemble: '%s' is not one of me, ce, ce-mixture, ce-unite", optarg);
-                return EXIT_USAGE;
-            }
-            break;
+        case 'e': if (cli_mode(optarg, &o->ensemble.mode)) return EXIT_USAGE; break;
         case 'r':
             if (o->n_stop == MAX_STOP || !optarg[0]) {
                 cli_error("--stop: %s", optarg[0] ? "at most 16 stop strings" : "a stop string cannot be empty");
@@ -157,11 +139,8 @@ static int parse(int argc, char **argv, Options *o)
         }
     }
     for (; optind < argc; optind++) { /* positional checkpoints, the llama2.c habit */
-        if (o->k == CLI_MAX_MEMBERS) {
-            cli_error("at most %d members", CLI_MAX_MEMBERS);
+        if (cli_add_path("a checkpoint", o->model_paths, &o->k, argv[optind]))
             return EXIT_USAGE;
-        }
-        o->model_paths[o->k++] = argv[optind];
     }
     if (o->k == 0) {
         cli_error("generate: no model given (-m MODEL)");

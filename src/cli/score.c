@@ -125,16 +125,8 @@ int cmd_score(int argc, char **argv)
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "m:z:f:c:w:o:qt:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'm':
-        case 'z': {
-            int *count = opt == 'm' ? &k : &n_tokenizers;
-            if (*count == CLI_MAX_MEMBERS) {
-                cli_error("at most %d members", CLI_MAX_MEMBERS);
-                return EXIT_USAGE;
-            }
-            (opt == 'm' ? model_paths : tokenizer_paths)[(*count)++] = optarg;
-            break;
-        }
+        case 'm': if (cli_add_path("-m", model_paths, &k, optarg)) return EXIT_USAGE; break;
+        case 'z': if (cli_add_path("-z", tokenizer_paths, &n_tokenizers, optarg)) return EXIT_USAGE; break;
         case 'f': text_path = optarg; break;
         case 'c': if (cli_int("-c", optarg, 2, 1 << 30, &context)) return EXIT_USAGE; break;
         case 'w': weights_text = optarg; break;

@@ -53,7 +53,7 @@ static void usage(FILE *out)
         "  -h, --help\n");
 }
 
-enum { OPT_TEMP = 256, OPT_TOP_K, OPT_TOP_P, OPT_MIN_P, OPT_HOST, OPT_PORT, OPT_PARALLEL, OPT_QUEUE, OPT_KEY,
+enum { OPT_HOST = 256, OPT_PORT, OPT_PARALLEL, OPT_QUEUE, OPT_KEY,
        OPT_TIMEOUT, OPT_MAX_CONN, OPT_GRACE, OPT_WAIT };
 
 typedef struct {
@@ -68,8 +68,7 @@ static int parse(int argc, char **argv, Options *o)
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, 'z'},
         {"weights", required_argument, 0, 'w'}, {"ensemble", required_argument, 0, 'e'},
-        {"temp", required_argument, 0, OPT_TEMP}, {"top-k", required_argument, 0, OPT_TOP_K},
-        {"top-p", required_argument, 0, OPT_TOP_P}, {"min-p", required_argument, 0, OPT_MIN_P},
+        CLI_SAMPLER_OPTIONS,
         {"ctx-size", required_argument, 0, 'c'}, {"host", required_argument, 0, OPT_HOST},
         {"port", required_argument, 0, OPT_PORT}, {"parallel", required_argument, 0, OPT_PARALLEL},
         {"queue", required_argument, 0, OPT_QUEUE}, {"api-key", required_argument, 0, OPT_KEY},
@@ -78,33 +77,17 @@ static int parse(int argc, char **argv, Options *o)
         {"wait", required_argument, 0, OPT_WAIT},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
-    LxSamplerParams *sp = &o->ensemble.sampler;
-    LxError err;
     int opt;
     cli_getopt_reset();
     while ((opt = getopt_long(argc, argv, "m:z:w:e:c:t:h", options, NULL)) != -1) {
         switch (opt) {
-        case 'm':
-        case 'z': {
-            int *count = opt == 'm' ? &o->k : &o->n_tokenizers;
-            if (*count == CLI_MAX_MEMBERS) {
-                cli_error("%s: at most %d members", opt == 'm' ? "-m" : "-z", CLI_MAX_MEMBERS);
-                return EXIT_USAGE;
-            }
-            (opt == 'm' ? o->model_paths : o->tokenizer_paths)[(*count)++] = optarg;
-            break;
-        }
+        case 'm': if (cli_add_path("-m", o->model_paths, &o->k, optarg)) return EXIT_USAGE; break;
+        case 'z': if (cli_add_path("-z", o->tokenizer_paths, &o->n_tokenizers, optarg)) return EXIT_USAGE; break;
         case 'w': o->weights_text = optarg; break;
-        case 'e':
-            if (lx_mode_parse(optarg, &o->ensemble.mode, &err)) {
-                cli_error("--ensemble: '%s' is not one of me, ce, ce-mixture, ce-unite", optarg);
-                return EXIT_USAGE;
-            }
+        case 'e': if (cli_mode(optarg, &o->ensemble.mode)) return EXIT_USAGE; break;
+        case CLI_OPT_TEMP: case CLI_OPT_TOP_K: case CLI_OPT_TOP_P: case CLI_OPT_MIN_P:
+            if (cli_sampler_option(opt, optarg, &o->ensemble.sampler)) return EXIT_USAGE;
             break;
-        case OPT_TEMP: if (cli_float("--temp", optarg, 0, 100, &sp->temperature)) return EXIT_USAGE; break;
-        case OPT_TOP_K: if (cli_int("--top-k", optarg, 0, 1 << 30, &sp->top_k)) return EXIT_USAGE; break;
-        case OPT_TOP_P: if (cli_float("--top-p", optarg, 1e-9, 1, &sp->top_p)) return EXIT_USAGE; break;
-        case OPT_MIN_P: if (cli_float("--min-p", optarg, 0, 0.999999, &sp->min_p)) return EXIT_USAGE; break;
         case 'c': if (cli_int("-c", optarg, 1, 1 << 30, &o->n_ctx)) return EXIT_USAGE; break;
         case OPT_HOST: o->host = optarg; break;
         case OPT_PORT: if (cli_int("--port", optarg, 0, 65535, &o->port)) return EXIT_USAGE; break;
@@ -127,11 +110,8 @@ static int parse(int argc, char **argv, Options *o)
         }
     }
     for (; optind < argc; optind++) {
-        if (o->k == CLI_MAX_MEMBERS) {
-            cli_error("at most %d members", CLI_MAX_MEMBERS);
+        if (cli_add_path("a checkpoint", o->model_paths, &o->k, argv[optind]))
             return EXIT_USAGE;
-        }
-        o->model_paths[o->k++] = argv[optind];
     }
     if (o->k == 0) {
         cli_error("serve: give at least one model (-m MODEL)");

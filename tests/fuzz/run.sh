@@ -12,21 +12,31 @@
 # then it says so and skips), 1 on any crash: the input is printed in hex with the stack, and
 # the temporary folder with the crash file is kept.
 # Environment: CLANG (compiler, default clang or clang-14), FUZZ_TARGETS (default "model
-# tokenizer encode"), KEEP=1 keeps the temporary folder.
+# tokenizer encode", and serve_request when pkg-config finds jansson), KEEP=1 keeps the temporary
+# folder.
 set -u
 seconds=${1:-60}
 case $seconds in ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-targets=${FUZZ_TARGETS:-model tokenizer encode}
+jansson=0
+pkg-config --exists jansson 2>/dev/null && jansson=1
+default_targets="model tokenizer encode"
+[ $jansson = 1 ] && default_targets="$default_targets serve_request"
+targets=${FUZZ_TARGETS:-$default_targets}
 
 # Per target: the largest input, and the library sources it needs (read as ${!name}).
 # shellcheck disable=SC2034
 {
-    max_len_model=8192 max_len_tokenizer=8192 max_len_encode=1024
-    sources_model="util.c atomic_file.c model.c kernels.c kernels_x86.c forward.c forward_reference.c"
+    max_len_model=8192 max_len_tokenizer=8192 max_len_encode=1024 max_len_serve_request=8192
+    sources_model="util.c atomic_file.c model.c kernels.c kernels_q8.c kernels_q8_x86.c kernels_x86.c forward.c forward_reference.c"
     sources_tokenizer="util.c tokenizer.c"
     sources_encode="util.c tokenizer.c"
+    # the server's request parser (src/cli) and the whole library under it (lx_mode_parse)
+    sources_serve_request=$(cd "$top/src/lib" && echo *.c)
+    cli_serve_request="serve_request.c"
+    flags_serve_request=$([ $jansson = 1 ] && pkg-config --cflags jansson)
+    libs_serve_request=$([ $jansson = 1 ] && pkg-config --libs jansson)
 }
 
 # ------------------------------------------------------------------ a clang with libFuzzer
@@ -70,16 +80,21 @@ cat >"$work/config.h" <<EOF
 EOF
 common="-std=gnu11 -g -O1 -fno-omit-frame-pointer -Wno-unknown-pragmas -I$work -I$top/include -I$top/src/lib"
 sanitize="address,undefined -fno-sanitize-recover=all"
-build() { # build TARGET: objects of its library sources, then the fuzzer binary
-    local t=$1 objs="" src var
-    var=sources_$t
+build() { # build TARGET: objects of its library (and command) sources, then the fuzzer binary
+    local t=$1 objs="" src var cli flags libs
+    var=sources_$t cli=cli_$t flags=flags_$t libs=libs_$t
     mkdir -p "$work/obj-$t"
     for src in ${!var}; do
         "$clang" $common -fsanitize=fuzzer-no-link,$sanitize -c "$top/src/lib/$src" -o "$work/obj-$t/${src%.c}.o" || return 1
         objs="$objs $work/obj-$t/${src%.c}.o"
     done
-    "$clang" $common -fsanitize=fuzzer,$sanitize -DFUZZ_NO_MAIN "$here/fuzz_$t.c" "$here/replay.c" $objs -lm \
-        -o "$work/fuzz_$t"
+    for src in ${!cli:-}; do
+        "$clang" $common ${!flags:-} -I"$top/src/cli" -fsanitize=fuzzer-no-link,$sanitize -c "$top/src/cli/$src" \
+            -o "$work/obj-$t/cli-${src%.c}.o" || return 1
+        objs="$objs $work/obj-$t/cli-${src%.c}.o"
+    done
+    "$clang" $common ${!flags:-} -I"$top/src/cli" -fsanitize=fuzzer,$sanitize -DFUZZ_NO_MAIN "$here/fuzz_$t.c" \
+        "$here/replay.c" $objs ${!libs:-} -lm -o "$work/fuzz_$t"
 }
 
 # ------------------------------------------------------------------ fuzz

@@ -21,6 +21,9 @@
 # (default "--shape tiny -k 2 -p 8 -n 8 -r 1 -t 1 --no-limits"), KEEP=1 keeps the temporary folder.
 # Exit status: 0 if every check passed or was skipped, 1 otherwise. Ends with "N passed, N failed".
 set -u
+# A wait policy of our own, so that llamix does not re-execute itself for --wait's default: the
+# re-executed program would run outside valgrind.
+export OMP_WAIT_POLICY=passive
 top=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/llamix-leak.XXXXXX") || exit 1
 trap '[ "${KEEP:-0}" = 1 ] && echo "leakcheck: kept $work" || rm -rf "$work"' EXIT
@@ -44,9 +47,12 @@ cat >"$work/config.h" <<EOF
 #define PACKAGE_VERSION "${version:-unknown}"
 #define BLAS_PROVIDER "none"
 EOF
-# The library's sources, and the program's (the library, the commands and the bench harness).
+# The library's sources, and the program's (the library, the commands and the bench harness),
+# built as configure builds it without Open MPI and the server: mpi_none.c and serve.c's stub, not
+# mpi.c and serve_*.c; and not the kernel benchmarks, which are programs of their own.
 lib_sources=$(echo "$top"/src/lib/*.c)
-program_sources="$lib_sources $(echo "$top"/src/cli/*.c "$top"/bench/[a-z]*.c | sed 's|[^ ]*/matmul_bench.c||')"
+program_sources="$lib_sources $(echo "$top"/src/cli/*.c "$top"/bench/[a-z]*.c |
+    tr ' ' '\n' | grep -v -e '/mpi\.c$' -e '/serve_[a-z]*\.c$' -e '/matmul_bench\.c$' -e '/q8_bench\.c$' | tr '\n' ' ')"
 includes="-I$work -I$top/include -I$top/src/lib -I$top/src/cli -I$top/bench"
 
 # ------------------------------------------------------------------ fixtures

@@ -396,9 +396,14 @@ void cli_wait_apply(void)
     int ok = args && setenv("LLAMIX_WAIT_REEXEC", tag, 1) == 0 &&
              (policy ? setenv("OMP_WAIT_POLICY", policy, 1) : unsetenv("OMP_WAIT_POLICY")) == 0 &&
              (count ? setenv("GOMP_SPINCOUNT", count, 1) : unsetenv("GOMP_SPINCOUNT")) == 0;
+    /* The program's path as readlink tells it (under valgrind that is the program, not the
+     * tool that /proc/self/exe itself would start), else /proc/self/exe. */
+    static char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
     if (ok) {
         fflush(NULL);
-        execv("/proc/self/exe", args);
+        execv(n > 0 ? exe : "/proc/self/exe", args);
     }
     if (wait_choice) /* asked for and not had: say so once; the run goes on with the runtime's default */
         cli_error("--wait: cannot re-execute with the policy set (%s); going on with the OpenMP default",

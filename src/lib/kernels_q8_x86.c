@@ -29,6 +29,8 @@
 #ifdef KERNELS_X86
 #include <immintrin.h>
 
+#include "vector_x86.h"
+
 #define Q8_ROWS 4       /* weight rows per block */
 /* Prefetch the rows this many blocks ahead: 2 beat 0, 1 and 4 at T = 1 (bench/q8_bench, 110M
  * shapes; the hardware prefetcher alone falls behind when a block's arithmetic outlasts its loads). */
@@ -55,15 +57,6 @@ static inline __m256i dot_avx2(__m256i w, __m256i x)
 {
     __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-}
-
-__attribute__((always_inline, target("avx2,fma")))
-static inline float sum_avx2(__m256 a)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* y[c][r] = W[r] . x[c] for r < R weight rows, c < C input rows; y points at y[t0][i0], x at

@@ -37,6 +37,8 @@
 #ifdef KERNELS_X86
 #include <immintrin.h>
 
+#include "vector_x86.h"
+
 #define STREAM_ROWS 4 /* weight rows per block */
 /* Chunks of 1024 columns keep a block of 4 weight rows in L1 (bench/RESULTS.md, chunk size). */
 #define STREAM_CHUNK 1024
@@ -207,15 +209,6 @@ static inline __m128 sum4_avx2(__m256 a, __m256 b, __m256 c, __m256 d)
 {
     __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
     return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
-}
-
-__attribute__((always_inline, target("avx2,fma")))
-static inline float sum_avx2(__m256 a)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 /* As block_avx512. */

@@ -40,7 +40,21 @@ static int list_max(const int *x, int n)
     return m;
 }
 
-int bench_context(const BenchPlan *plan) { return list_max(plan->ps, plan->np) + list_max(plan->ns, plan->nn); }
+static int generation_context(const BenchPlan *plan) { return list_max(plan->ps, plan->np) + list_max(plan->ns, plan->nn); }
+
+static int catch_up_context(const BenchPlan *plan) { return plan->nspans ? plan->ps[0] + list_max(plan->spans, plan->nspans) : 0; }
+
+int bench_context(const BenchPlan *plan)
+{
+    int g = generation_context(plan), c = catch_up_context(plan);
+    return g > c ? g : c;
+}
+
+void bench_test_weights(const BenchReport *R, const BenchTest *t, double *w)
+{
+    for (int i = 0; i < t->k; i++)
+        w[i] = R->n_weights == t->k && t->mode != BENCH_SINGLE ? R->weights[i] : 1.0 / t->k;
+}
 
 /* ------------------------------------------------------------------ one run */
 
@@ -79,6 +93,8 @@ static void test_params(const BenchPlan *plan, int mode, int threads, int p, int
     ep->router = mode != BENCH_SINGLE && (mode & BENCH_ROUTED) ? plan->router : NULL;
     ep->sampler = plan->sampler;
     ep->seed = plan->seed;
+    if (mode != BENCH_SINGLE && !ep->router && plan->n_weights) /* -w: the plan has one K, so it is this one */
+        ep->weights = plan->weights;
     *g = lx_generate_defaults();
     g->n_predict = n + 1;
     g->ignore_eos = 1;
@@ -177,11 +193,12 @@ static LxStatus run_batch_once(const BenchPlan *plan, LxModel *const *members, i
 /* ------------------------------------------------------------------ the plan */
 
 /* Every combination of the lists, in the order they run: by thread count, prompt and generation
- * length; within those, single first, then each K with its modes side by side (CE, then ME), so
- * that the two halves of an ME/CE ratio run next to each other. */
+ * length; within those, single first (once per distinct member: the c_k of the expected costs),
+ * then each K with its modes side by side (CE, then ME), so that the two halves of an ME/CE ratio
+ * run next to each other. */
 static int plan_tests(BenchReport *R, const BenchPlan *o)
 {
-    int most = o->nt * o->np * o->nn * o->n_modes * o->nk * (o->router ? 2 : 1) * (o->nseqs ? o->nseqs : 1);
+    int most = o->nt * o->np * o->nn * o->n_modes * (o->nk + o->n_models) * (o->router ? 2 : 1) * (o->nseqs ? o->nseqs : 1);
     R->tests = calloc((size_t)most, sizeof *R->tests);
     R->seconds_store = calloc((size_t)most * 2 * (size_t)o->reps, sizeof(double));
     if (!R->tests || !R->seconds_store)
@@ -197,16 +214,21 @@ static int plan_tests(BenchReport *R, const BenchPlan *o)
                         if (single != (ki < 0) ||
                             (routed && (single || !o->router || o->ks[ki] != lx_router_size(o->router))))
                             continue;
-                        BenchTest *t = &R->tests[R->n_tests];
-                        t->mode = routed ? mode | BENCH_ROUTED : mode;
-                        t->k = single ? 1 : o->ks[ki];
-                        t->threads = o->ts[ti];
-                        t->n_prompt = o->ps[pi];
-                        t->n_gen = o->ns[ni];
-                        t->sequences = o->nseqs ? o->seqs[si] : 0;
-                        t->pp_s = R->seconds_store + (size_t)R->n_tests * 2 * (size_t)o->reps;
-                        t->tg_s = t->pp_s + o->reps;
-                        R->n_tests++;
+                        for (int d = 0; d < (single ? o->n_models : 1); d++) {
+                            if (R->distinct[d] != d)
+                                continue; /* the same as an earlier member: measured once */
+                            BenchTest *t = &R->tests[R->n_tests];
+                            t->member = d;
+                            t->mode = routed ? mode | BENCH_ROUTED : mode;
+                            t->k = single ? 1 : o->ks[ki];
+                            t->threads = o->ts[ti];
+                            t->n_prompt = o->ps[pi];
+                            t->n_gen = o->ns[ni];
+                            t->sequences = o->nseqs ? o->seqs[si] : 0;
+                            t->pp_s = R->seconds_store + (size_t)R->n_tests * 2 * (size_t)o->reps;
+                            t->tg_s = t->pp_s + o->reps;
+                            R->n_tests++;
+                        }
                     }
     return 0;
 }
@@ -233,11 +255,12 @@ static LxStatus warm_up(const BenchPlan *o, const int *prompt, LxError *err)
  * their mapping, are still in cache after another member's run or a bandwidth pass over a GiB
  * (a 16-token prefill of the 110M shape measured at half speed after one). So every test starts
  * from the same state, the one a running generation is in: its members' weights just read. */
-static LxStatus touch_members(const BenchPlan *o, int k, int threads, const int *prompt, LxError *err)
+static LxStatus touch_members(const BenchPlan *o, LxModel *const *members, int k, int threads, const int *prompt,
+                              LxError *err)
 {
     for (int i = 0; i < k; i++) {
         Run run;
-        LxStatus status = run_once(o, &o->models[i], 1, BENCH_SINGLE, threads, prompt, 1, 0, &run, err);
+        LxStatus status = run_once(o, &members[i], 1, BENCH_SINGLE, threads, prompt, 1, 0, &run, err);
         if (status != LX_OK)
             return status;
     }
@@ -259,11 +282,12 @@ static LxStatus run_tests(BenchReport *R, const BenchPlan *o, const int *prompt,
         for (int j = 0; j < R->n_tests; j++) {
             BenchTest *t = &R->tests[rep % 2 ? R->n_tests - 1 - j : j];
             Run run;
-            LxStatus status = touch_members(o, t->k, t->threads, prompt, err);
+            LxModel *const *members = o->models + t->member; /* single: its member; ensembles: 0..k-1 */
+            LxStatus status = touch_members(o, members, t->k, t->threads, prompt, err);
             if (status == LX_OK)
-                status = t->sequences ? run_batch_once(o, o->models, t->k, t->mode, t->threads, t->sequences, prompt,
+                status = t->sequences ? run_batch_once(o, members, t->k, t->mode, t->threads, t->sequences, prompt,
                                                        t->n_prompt, t->n_gen, &run, err)
-                                      : run_once(o, o->models, t->k, t->mode, t->threads, prompt, t->n_prompt, t->n_gen, &run, err);
+                                      : run_once(o, members, t->k, t->mode, t->threads, prompt, t->n_prompt, t->n_gen, &run, err);
             if (status != LX_OK)
                 return status;
             t->pp_s[rep] = run.pp_s;
@@ -275,6 +299,74 @@ static LxStatus run_tests(BenchReport *R, const BenchPlan *o, const int *prompt,
         }
     }
     return LX_OK;
+}
+
+/* ------------------------------------------------------------------ catch-up */
+
+/* --catch-up (harness.h): for each distinct member and thread count, a ForwardState made as an
+ * ensemble member's (forward_state_init with the default batch, raised if a span needs more;
+ * the threads as the ensemble sets them) runs the P prompt tokens once; then every repetition
+ * runs one forward over each span at position P, its last row's logits computed as a catch-up
+ * computes them. Rewinding to P is all it takes: the cache rows from P on are overwritten. One
+ * untimed round of every span first. */
+static LxStatus run_catch_up(BenchReport *R, const BenchPlan *o, const int *prompt, LxError *err)
+{
+    int P = o->ps[0], m_max = list_max(o->spans, o->nspans), p_max = list_max(o->ps, o->np), nd = 0;
+    for (int i = 0; i < o->n_models; i++)
+        nd += R->distinct[i] == i;
+    R->catch_r = o->reps < 11 ? 11 : o->reps; /* a short test: more repetitions cost little */
+    R->catch_up = calloc((size_t)nd * (size_t)o->nt * (size_t)o->nspans, sizeof *R->catch_up);
+    int *tokens = malloc(sizeof(int) * (size_t)m_max);
+    float *logits = malloc(sizeof(float) * (size_t)o->models[0]->config.vocab_size);
+    LxStatus status = LX_OK;
+    if (!R->catch_up || !tokens || !logits) {
+        status = (LxStatus)fail(err, LX_ERR_MEMORY, "out of memory for the catch-up test");
+        goto done;
+    }
+    for (int i = 0; i < m_max; i++) /* the tokens after the prompt: any valid ids do */
+        tokens[i] = prompt[i % p_max];
+    for (int d = 0; d < o->n_models && status == LX_OK; d++) {
+        if (R->distinct[d] != d)
+            continue;
+        const Model *m = o->models[d];
+        for (int ti = 0; ti < o->nt && status == LX_OK; ti++) {
+            say(o, "catch-up: member %d, %d thread%s, spans at position %d", d + 1, o->ts[ti], o->ts[ti] > 1 ? "s" : "", P);
+            ForwardState st;
+            int rc = forward_state_init(&st, &m->config, P + m_max, 0, err);
+            if (rc == 0 && st.max_batch < m_max) {
+                forward_state_free(&st); /* a span longer than the default batch: one forward all the same */
+                rc = forward_state_init(&st, &m->config, P + m_max, m_max, err);
+            }
+            if (rc) {
+                forward_state_free(&st);
+                status = (LxStatus)rc;
+                break;
+            }
+            st.threads = threads_resolve(o->ts[ti]);
+            BenchCatchUp *c = R->catch_up + R->n_catch;
+            status = (LxStatus)forward(m, &st, prompt, P, 0, NULL, 0, err);
+            for (int rep = -1; rep < R->catch_r && status == LX_OK; rep++) /* -1: the warm-up */
+                for (int j = 0; j < o->nspans && status == LX_OK; j++) {
+                    int si = rep % 2 ? o->nspans - 1 - j : j; /* odd repetitions backwards, against drift */
+                    double t0 = now_seconds();
+                    status = (LxStatus)forward(m, &st, tokens, o->spans[si], P, logits, 0, err);
+                    if (rep >= 0)
+                        c[si].seconds[rep] = now_seconds() - t0;
+                }
+            forward_state_free(&st);
+            for (int j = 0; j < o->nspans && status == LX_OK; j++) {
+                c[j].member = d, c[j].threads = o->ts[ti], c[j].position = P, c[j].span = o->spans[j];
+                for (int rep = 0; rep < R->catch_r; rep++) /* spans[0] is 1: the same repetition's base */
+                    c[j].ratio[rep] = c[j].seconds[rep] / c[0].seconds[rep];
+            }
+            if (status == LX_OK)
+                R->n_catch += o->nspans;
+        }
+    }
+done:
+    free(tokens);
+    free(logits);
+    return status;
 }
 
 /* ------------------------------------------------------------------ work accounting */
@@ -299,11 +391,11 @@ static void account(BenchReport *R)
     for (int i = 0; i < R->n_tests; i++) {
         BenchTest *t = &R->tests[i];
         for (int j = 0; j < t->k; j++) {
-            const ModelConfig *c = &R->models[j]->config;
+            const Model *m = R->models[t->member + j];
             int S = t->sequences ? t->sequences : 1; /* S prompts of the same length side by side */
             if (t->pp.tokens[j])
-                t->pp_flops += S * forward_flops(c, (int)(t->pp.tokens[j] / S), 0, 1);
-            t->tg_bytes += (double)t->tg.calls[j] * (double)model_stream_bytes(R->models[j]);
+                t->pp_flops += S * forward_flops(&m->config, (int)(t->pp.tokens[j] / S), 0, 1);
+            t->tg_bytes += (double)t->tg.calls[j] * (double)model_stream_bytes(m);
         }
     }
     for (int i = 0; i < R->n_models; i++)
@@ -352,7 +444,7 @@ void bench_begin(BenchReport *R)
 static LxStatus check_plan(const BenchPlan *o, LxError *err)
 {
     const Model *m0 = o->models[0];
-    int ctx = bench_context(o), V = m0->config.vocab_size;
+    int ctx = generation_context(o), V = m0->config.vocab_size;
     for (int i = 0; i < o->n_models; i++) {
         const Model *m = o->models[i];
         if (m->config.vocab_size != V)
@@ -361,7 +453,16 @@ static LxStatus check_plan(const BenchPlan *o, LxError *err)
         if (m->config.seq_len < ctx)
             return (LxStatus)fail(err, LX_ERR_CONTEXT, "%s: prompt + generated tokens (%d) exceed its context (seq_len %d)",
                                   m->path, ctx, m->config.seq_len);
+        if (m->config.seq_len < catch_up_context(o))
+            return (LxStatus)fail(err, LX_ERR_CONTEXT, "--catch-up %d: the first prompt (-p %d) plus the span, %d "
+                                  "tokens, exceed the context of %s (seq_len %d)", list_max(o->spans, o->nspans),
+                                  o->ps[0], catch_up_context(o), m->path, m->config.seq_len);
     }
+    for (int i = 0; i < o->nspans; i++)
+        if (o->spans[i] < 1)
+            return (LxStatus)fail(err, LX_ERR_ARGUMENT, "--catch-up %d: a span is at least 1 token", o->spans[i]);
+    if (o->nspans && o->spans[0] != 1)
+        return (LxStatus)fail(err, LX_ERR_ARGUMENT, "--catch-up: the span list must start with the base span 1");
     return sampler_params_check(&o->sampler, err) ? LX_ERR_ARGUMENT : LX_OK;
 }
 
@@ -377,6 +478,16 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
     R->sampler = o->sampler;
     R->seed = o->seed;
     R->router_path = o->router ? o->router_path : NULL;
+    /* members alike share their single tests: every --shape member, or files of one path */
+    for (int i = 0; i < o->n_models; i++) {
+        R->distinct[i] = i;
+        for (int j = 0; j < i && R->distinct[i] == i; j++)
+            if (o->shape || strcmp(o->models[i]->path, o->models[j]->path) == 0)
+                R->distinct[i] = j;
+    }
+    R->n_weights = o->n_weights ? o->n_weights : list_max(o->ks, o->nk);
+    for (int i = 0; i < R->n_weights; i++)
+        R->weights[i] = o->n_weights ? o->weights[i] : 1.0 / R->n_weights;
 
     /* the prompt: BOS, then random ids */
     int V = o->models[0]->config.vocab_size, p_max = list_max(o->ps, o->np);
@@ -395,7 +506,8 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
         goto done;
     say(o, "warming up");
     double busy0 = probe_machine_busy_seconds(), own0 = probe_cpu_seconds(), wall0 = now_seconds();
-    if ((status = warm_up(o, prompt, err)) != LX_OK || (status = run_tests(R, o, prompt, err)) != LX_OK)
+    if ((status = warm_up(o, prompt, err)) != LX_OK || (status = run_tests(R, o, prompt, err)) != LX_OK ||
+        (o->nspans && (status = run_catch_up(R, o, prompt, err)) != LX_OK))
         goto done;
     R->background = (probe_machine_busy_seconds() - busy0 - (probe_cpu_seconds() - own0)) / (now_seconds() - wall0);
     account(R);
@@ -432,6 +544,8 @@ void bench_report_free(BenchReport *R)
     free(R->bw_buf);
     free(R->tests);
     free(R->seconds_store);
+    free(R->catch_up);
+    R->catch_up = NULL;
     R->bw_buf = NULL;
     R->tests = NULL;
     R->seconds_store = NULL;

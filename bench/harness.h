@@ -29,6 +29,21 @@
  * tokens, ME's member picks and the counters are identical each time: only the clock varies.
  * Every test starts warm: one untimed forward through each of its members just before it.
  *
+ * Expected cost. "single" runs once for every distinct member (members of one --shape are alike
+ * and share member 1's measurement; files differ by path), interleaved with the ensembles, so
+ * c_k, member k's single tg seconds per token, is measured in the same repetition as each
+ * ensemble test. CE runs every member every token: its expected cost is sum_k c_k (ce-mixture
+ * too); ME runs member k on a fraction w_k of the tokens: sum_k w_k c_k. measured / expected,
+ * per repetition, then the median: ME's is 1 when a catch-up over m tokens costs what one
+ * one-token forward costs (the weights streamed once either way); above 1 is the catch-ups'
+ * extra cost (and the lazy prefill of the prompt on each member's first pick).
+ *
+ * Catch-up (--catch-up m1,m2,...): one forward over an m-token span at position P (the first
+ * prompt length), through a ForwardState made as an ensemble member's is, after the P prompt
+ * tokens were run once: each repetition rewinds to P and overwrites the cache rows from P on.
+ * The spans interleave within each repetition (reversed in odd ones), so ratio(m) = t(m) / t(1)
+ * of one repetition is a side-by-side ratio; its median and range are reported.
+ *
  * Beside the runs the harness measures the machine's limits (probes.h): the read bandwidth at
  * every repetition, since it drifts too, and after the runs the matvec and sgemm peaks. Decode
  * efficiency = weight bytes streamed per second (forward calls x checkpoint weight bytes / tg
@@ -65,6 +80,9 @@ typedef struct {
     int seqs[BENCH_MAX_LIST], nseqs; /* --sequences: batch sizes S (none: one sequence per run) */
     const LxRouter *router; /* --router: each ce/me test of its K runs again with it, side by side */
     const char *router_path;
+    double weights[BENCH_MAX_MEMBERS]; /* -w: the ensembles' weights (normalised), n_weights = the one K */
+    int n_weights;          /* 0: uniform over each test's K */
+    int spans[BENCH_MAX_LIST], nspans; /* --catch-up: span lengths m (1 first, always); 0: no catch-up test */
     FILE *log;              /* progress lines ("llamix bench: ..."), or NULL */
 } BenchPlan;
 
@@ -76,6 +94,7 @@ typedef struct {
 /* One test: a mode, K members, a thread count, a prompt and a generation length, timed r times. */
 typedef struct {
     int mode;            /* BENCH_SINGLE or an LxMode */
+    int member;          /* single: the member it runs (a distinct one); ensembles: 0, they run 0..k-1 */
     int k, threads, n_prompt, n_gen;
     int sequences;       /* S sequences at once through an LxBatch (seeds seed + j); 0: lx_generate_tokens */
     double *pp_s, *tg_s; /* (r) seconds, one per repetition */
@@ -93,6 +112,13 @@ typedef struct {
     double sgemm;                     /* GFLOP/s of BLAS sgemm (the plain kernel without BLAS) */
     double matmul;                    /* GFLOP/s of matmul() on the same product */
 } BenchLimits;
+
+/* One catch-up measurement: a forward over `span` tokens at `position` through one member. */
+typedef struct {
+    int member, threads, position, span;
+    double seconds[BENCH_MAX_REPS];              /* one per repetition */
+    double ratio[BENCH_MAX_REPS];                /* seconds / the same repetition's span-1 seconds */
+} BenchCatchUp;
 
 /* Everything the reports print. */
 typedef struct {
@@ -120,12 +146,19 @@ typedef struct {
     double background;       /* CPUs busy with other processes during the runs, on average */
     const char *router_path; /* the plan's router, or NULL */
     double router_ns;        /* nanoseconds of one lx_router_weights call, measured alone */
+    double weights[BENCH_MAX_MEMBERS]; /* the ensembles' weights, normalised (uniform without -w) */
+    int n_weights;           /* -w's K; without -w the largest K, whose uniform weights these are */
+    int distinct[BENCH_MAX_MEMBERS]; /* member i's single tests are those of member distinct[i] <= i */
+    int catch_r;             /* repetitions of the catch-up test (at least 11) */
+    int n_catch;
+    BenchCatchUp *catch_up;  /* (n_catch) by member, threads, span */
 } BenchReport;
 
 /* Zero R and note the clock and the process's size before any member is loaded. */
 void bench_begin(BenchReport *R);
 
-/* The most tokens one test holds: the longest prompt plus the longest generation. */
+/* The most tokens one test holds: the longest prompt plus the longest generation, or the first
+ * prompt plus the longest catch-up span. */
 int bench_context(const BenchPlan *plan);
 
 /* Check the plan against its members, run it and fill R. LX_ERR_FILE: members that cannot be
@@ -134,6 +167,9 @@ int bench_context(const BenchPlan *plan);
 LxStatus bench_run(const BenchPlan *plan, BenchReport *R, LxError *err);
 
 void bench_report_free(BenchReport *R);
+
+/* The weights test t runs with: -w's for its K, else uniform (w[0..t->k)). */
+void bench_test_weights(const BenchReport *R, const BenchTest *t, double *w);
 
 /* "single", or lx_mode_name(). */
 const char *bench_mode_name(int mode);

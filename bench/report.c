@@ -26,15 +26,116 @@ static void rates(const BenchTest *t, int r, int tg, double *out)
         out[i] = (t->sequences ? t->sequences : 1) * (tg ? t->n_gen / t->tg_s[i] : t->n_prompt / t->pp_s[i]);
 }
 
-static const BenchTest *find_test(const BenchReport *R, int mode, int k, int threads, int p, int n, int sequences)
+/* The test of these settings; member: a single test's member (0 for the ensembles). */
+static const BenchTest *find_test(const BenchReport *R, int mode, int k, int threads, int p, int n, int sequences,
+                                  int member)
 {
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
         if (t->mode == mode && t->k == k && t->threads == threads && t->n_prompt == p && t->n_gen == n &&
-            t->sequences == sequences)
+            t->sequences == sequences && t->member == member)
             return t;
     }
     return NULL;
+}
+
+static int n_distinct(const BenchReport *R)
+{
+    int n = 0;
+    for (int i = 0; i < R->n_models; i++)
+        n += R->distinct[i] == i;
+    return n;
+}
+
+/* The model column: the run's label, or for the single test of one of several distinct files
+ * that file's name. */
+static void test_label(const BenchReport *R, const BenchTest *t, char *out, size_t size)
+{
+    if (t->mode != BENCH_SINGLE || R->shape || n_distinct(R) < 2) {
+        snprintf(out, size, "%s", R->label);
+        return;
+    }
+    const char *path = R->models[t->member]->path, *slash = strrchr(path, '/');
+    snprintf(out, size, "%.40s", slash ? slash + 1 : path);
+    for (char *c = out; *c; c++) /* a table cell: no control bytes */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+}
+
+#define DASHES "------------------------------------------------------------" /* a column's rule, up to 60 */
+
+/* The width of the model column: 6, or the longest label (at most 41 characters, test_label's). */
+static int label_width(const BenchReport *R)
+{
+    char label[64];
+    int w = 6;
+    for (int i = 0; i < R->n_tests; i++) {
+        test_label(R, &R->tests[i], label, sizeof label);
+        w = (int)strlen(label) > w ? (int)strlen(label) : w;
+    }
+    for (int i = 0; i < R->n_models; i++) {
+        BenchTest t = {.mode = BENCH_SINGLE, .member = i};
+        test_label(R, &t, label, sizeof label);
+        w = (int)strlen(label) > w ? (int)strlen(label) : w;
+    }
+    return w;
+}
+
+/* Expected cost (harness.h) of an unrouted ce, ce-mixture or me test with a tg part, per
+ * repetition: expected[j] = sum_k v_k c_k[j], v_k = w_k for ME and 1 for CE, c_k[j] member k's
+ * single tg seconds per token in repetition j; over[j] = the test's own seconds per token over
+ * it. 0 when the test has no expected cost (another mode, no tg, single not measured). */
+static int expected_cost(const BenchReport *R, const BenchTest *t, double *expected, double *over)
+{
+    if ((t->mode != LX_MODE_CE && t->mode != LX_MODE_ME && t->mode != LX_MODE_CE_MIXTURE) || t->n_gen == 0)
+        return 0;
+    const BenchTest *single[BENCH_MAX_MEMBERS];
+    double w[BENCH_MAX_MEMBERS];
+    bench_test_weights(R, t, w);
+    for (int i = 0; i < t->k; i++)
+        if (!(single[i] = find_test(R, BENCH_SINGLE, 1, t->threads, t->n_prompt, t->n_gen, t->sequences,
+                                    R->distinct[i])))
+            return 0;
+    for (int j = 0; j < R->r; j++) {
+        expected[j] = 0;
+        for (int i = 0; i < t->k; i++)
+            expected[j] += (t->mode == LX_MODE_ME ? w[i] : 1.0) * single[i]->tg_s[j] / t->n_gen;
+        over[j] = t->tg_s[j] / t->n_gen / expected[j];
+    }
+    return 1;
+}
+
+/* Member i's single tg seconds per token (median) at each thread count, from the first single
+ * test of its distinct member with a tg part at that count. Returns how many, up to `most`. */
+static int single_costs(const BenchReport *R, int i, int *threads, double *seconds, int most)
+{
+    int n = 0;
+    for (int j = 0; j < R->n_tests && n < most; j++) {
+        const BenchTest *t = &R->tests[j];
+        int seen = 0;
+        for (int q = 0; q < n; q++)
+            seen |= threads[q] == t->threads;
+        if (t->mode != BENCH_SINGLE || t->member != R->distinct[i] || t->n_gen == 0 || seen)
+            continue;
+        double x[BENCH_MAX_REPS];
+        for (int q = 0; q < R->r; q++)
+            x[q] = t->tg_s[q] / t->n_gen;
+        threads[n] = t->threads;
+        seconds[n++] = stats_median(x, R->r);
+    }
+    return n;
+}
+
+/* The shape column of a catch-up row: the run's shape, or the member's file name. */
+static void member_label(const BenchReport *R, int i, char *out, size_t size)
+{
+    BenchTest t = {.mode = BENCH_SINGLE, .member = i};
+    if (R->shape)
+        snprintf(out, size, "%s", R->shape);
+    else if (n_distinct(R) < 2)
+        snprintf(out, size, "%s", R->label);
+    else
+        test_label(R, &t, out, size);
 }
 
 /* Per repetition: the rate behind a test's tok/s (tg: weight GB/s streamed, pp: GFLOP/s) and its
@@ -76,6 +177,64 @@ static void format_counts(char *out, size_t size, const BenchCounts *c, int k)
         used += (size_t)snprintf(out + used, size - used, "%s%ld/%ld", i ? " " : "", c->calls[i], c->tokens[i]);
 }
 
+/* The expected-cost table (harness.h), when there are single tests to build it from. */
+static void expected_markdown(FILE *f, const BenchReport *R)
+{
+    int header = 0;
+    for (int i = 0; i < R->n_tests; i++) {
+        const BenchTest *t = &R->tests[i];
+        double e[BENCH_MAX_REPS], x[BENCH_MAX_REPS], own[BENCH_MAX_REPS];
+        if (!expected_cost(R, t, e, x))
+            continue;
+        if (!header) {
+            fprintf(f, "Expected cost: c_k is member k's single tg seconds per token in the same repetition; "
+                       "ce/sum is CE's (and ce-mixture's) measured cost over sum_k c_k, me/expected ME's over "
+                       "sum_k w_k c_k (near 1 when a catch-up costs what one token costs; above 1 is the catch-ups' "
+                       "overhead, the prompt on each member's first pick included); medians of per-repetition "
+                       "ratios%s.\n\n", n_distinct(R) < R->n_models ? "; members alike (of one --shape, or one "
+                       "file given twice) share the first one's single measurement" : "");
+            fprintf(f, "| mode       |  K |  S | threads | test   | expected ms/token | ms/token | ratio       |   value | range       |\n");
+            fprintf(f, "| ---------- | -: | -: | ------: | ------ | ----------------: | -------: | ----------- | ------: | ----------- |\n");
+            header = 1;
+        }
+        for (int j = 0; j < R->r; j++)
+            own[j] = t->tg_s[j] / t->n_gen;
+        char test[32], range[32];
+        snprintf(test, sizeof test, "tg%d", t->n_gen);
+        snprintf(range, sizeof range, "%.2f-%.2f", stats_min(x, R->r), stats_max(x, R->r));
+        fprintf(f, "| %-10s | %2d | %2d | %7d | %-6s | %17.3f | %8.3f | %-11s | %7.2f | %-11s |\n",
+                bench_mode_name(t->mode), t->k, t->sequences ? t->sequences : 1, t->threads, test,
+                1e3 * stats_median(e, R->r), 1e3 * stats_median(own, R->r),
+                t->mode == LX_MODE_ME ? "me/expected" : "ce/sum", stats_median(x, R->r), range);
+    }
+    if (header)
+        fprintf(f, "\n");
+}
+
+/* The catch-up table (--catch-up). */
+static void catch_up_markdown(FILE *f, const BenchReport *R)
+{
+    if (!R->n_catch)
+        return;
+    fprintf(f, "Catch-up: cost of one forward over an m-token span (ME's catch-up) relative to a one-token forward; "
+               "the roofline target (issue 21) is <= 1.10 for m <= 4 and <= 1.30 for m = 8. At position %d, "
+               "median of %d repetitions (min-max of ms), ratio = median of the same repetition's m / 1 ratios "
+               "(range: their min-max).\n\n", R->catch_up[0].position, R->catch_r);
+    int lw = label_width(R);
+    fprintf(f, "| member | %-*s | threads |    m |       ms | ms range        | ratio | range       |\n", lw, "shape");
+    fprintf(f, "| -----: | %.*s | ------: | ---: | -------: | --------------- | ----: | ----------- |\n", lw, DASHES);
+    for (int i = 0; i < R->n_catch; i++) {
+        const BenchCatchUp *c = &R->catch_up[i];
+        char label[64], ms[48], range[32];
+        member_label(R, c->member, label, sizeof label);
+        snprintf(ms, sizeof ms, "%.3f-%.3f", 1e3 * stats_min(c->seconds, R->catch_r), 1e3 * stats_max(c->seconds, R->catch_r));
+        snprintf(range, sizeof range, "%.2f-%.2f", stats_min(c->ratio, R->catch_r), stats_max(c->ratio, R->catch_r));
+        fprintf(f, "| %6d | %-*s | %7d | %4d | %8.3f | %-15s | %5.2f | %-11s |\n", c->member + 1, lw, label, c->threads,
+                c->span, 1e3 * stats_median(c->seconds, R->catch_r), ms, stats_median(c->ratio, R->catch_r), range);
+    }
+    fprintf(f, "\n");
+}
+
 void report_markdown(FILE *f, const BenchReport *R)
 {
     const ModelConfig *c = &R->models[0]->config;
@@ -97,6 +256,11 @@ void report_markdown(FILE *f, const BenchReport *R)
         }
     fprintf(f, "- sampler: temperature %g, top-p %g, top-k %d; seed %llu; %d repetitions after a warm-up\n",
             R->sampler.temperature, R->sampler.top_p, R->sampler.top_k, (unsigned long long)R->seed, R->r);
+    fprintf(f, "- weights of ce, me, ce-mixture (K %d):", R->n_weights);
+    for (int i = 0; i < R->n_weights; i++)
+        fprintf(f, "%s %.4g", i ? "," : "", R->weights[i]);
+    fprintf(f, "%s\n", R->n_weights > 1 && R->weights[0] == 1.0 / R->n_weights && R->weights[R->n_weights - 1] ==
+                       1.0 / R->n_weights ? " (uniform)" : "");
     fprintf(f, "- machine: %s, %ld logical CPUs; kernels %s; BLAS %s\n", cpu, sysconf(_SC_NPROCESSORS_ONLN),
             lx_kernel_name(), probe_blas_config());
     fprintf(f, "- pp: the prompt through what the mode runs, up to the first sample (me: one picked member). "
@@ -104,16 +268,18 @@ void report_markdown(FILE *f, const BenchReport *R)
                "tok/s: median +- median absolute deviation. calls/tokens: forward calls and tokens per member. "
                "efficiency: pp GFLOP/s (%% of sgemm peak), tg weight GB/s (%% of read bandwidth)\n\n");
 
-    fprintf(f, "| mode       |  K |  S | model  | threads | test   |               tok/s | calls/tokens per member   | efficiency          |\n");
-    fprintf(f, "| ---------- | -: | -: | ------ | ------: | ------ | ------------------: | ------------------------- | ------------------- |\n");
+    int lw = label_width(R);
+    fprintf(f, "| mode       |  K |  S | %-*s | threads | test   |               tok/s | calls/tokens per member   | efficiency          |\n", lw, "model");
+    fprintf(f, "| ---------- | -: | -: | %.*s | ------: | ------ | ------------------: | ------------------------- | ------------------- |\n", lw, DASHES);
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
         for (int tg = 0; tg <= 1; tg++) {
             int tokens = tg ? t->n_gen : t->n_prompt;
             if (tokens == 0)
                 continue;
-            char test[32], tps[64], counts[160], eff[64];
+            char test[32], tps[64], counts[160], eff[64], label[64];
             snprintf(test, sizeof test, "%s%d", tg ? "tg" : "pp", tokens);
+            test_label(R, t, label, sizeof label);
             double x[BENCH_MAX_REPS];
             rates(t, R->r, tg, x);
             snprintf(tps, sizeof tps, "%.1f +- %.1f", stats_median(x, R->r), stats_mad(x, R->r));
@@ -122,19 +288,21 @@ void report_markdown(FILE *f, const BenchReport *R)
             int n = snprintf(eff, sizeof eff, tg ? "%.1f GB/s" : "%.1f GFLOP/s", rate);
             if (isfinite(e))
                 snprintf(eff + n, sizeof eff - (size_t)n, " (%.0f%%)", 100 * e);
-            fprintf(f, "| %-10s | %2d | %2d | %-6s | %7d | %-6s | %19s | %-25s | %-19s |\n", bench_mode_name(t->mode),
-                    t->mode == BENCH_SINGLE ? 1 : t->k, t->sequences ? t->sequences : 1, R->label, t->threads, test,
+            fprintf(f, "| %-10s | %2d | %2d | %-*s | %7d | %-6s | %19s | %-25s | %-19s |\n", bench_mode_name(t->mode),
+                    t->mode == BENCH_SINGLE ? 1 : t->k, t->sequences ? t->sequences : 1, lw, label, t->threads, test,
                     tps, counts, eff);
         }
     }
     fprintf(f, "\n");
+    expected_markdown(f, R);
+    catch_up_markdown(f, R);
 
     /* ME over CE, side by side */
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *ce = &R->tests[i];
         int routed = ce->mode != BENCH_SINGLE ? ce->mode & BENCH_ROUTED : 0;
         const BenchTest *me = ce->mode == (LX_MODE_CE | routed) && ce->n_gen > 0 ?
-                         find_test(R, LX_MODE_ME | routed, ce->k, ce->threads, ce->n_prompt, ce->n_gen, ce->sequences) : NULL;
+                         find_test(R, LX_MODE_ME | routed, ce->k, ce->threads, ce->n_prompt, ce->n_gen, ce->sequences, 0) : NULL;
         if (!me)
             continue;
         double x[BENCH_MAX_REPS], y[BENCH_MAX_REPS];
@@ -150,7 +318,7 @@ void report_markdown(FILE *f, const BenchReport *R)
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
         const BenchTest *base = t->sequences ? find_test(R, t->mode, t->k, t->threads, t->n_prompt, t->n_gen,
-                                                         R->tests[0].sequences) : NULL;
+                                                         R->tests[0].sequences, t->member) : NULL;
         if (!base || base == t || t->n_gen == 0)
             continue;
         double x[BENCH_MAX_REPS];
@@ -165,7 +333,7 @@ void report_markdown(FILE *f, const BenchReport *R)
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *rt = &R->tests[i];
         const BenchTest *fx = rt->mode != BENCH_SINGLE && (rt->mode & BENCH_ROUTED) ?
-                         find_test(R, rt->mode & ~BENCH_ROUTED, rt->k, rt->threads, rt->n_prompt, rt->n_gen, rt->sequences) : NULL;
+                         find_test(R, rt->mode & ~BENCH_ROUTED, rt->k, rt->threads, rt->n_prompt, rt->n_gen, rt->sequences, 0) : NULL;
         if (!fx || rt->n_gen == 0)
             continue;
         double x[BENCH_MAX_REPS];
@@ -186,7 +354,7 @@ void report_markdown(FILE *f, const BenchReport *R)
     /* thread scaling against the first thread count */
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
-        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen, t->sequences);
+        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen, t->sequences, t->member);
         if (!base || base == t || (t->mode != BENCH_SINGLE && t->k != R->tests[R->n_tests - 1].k))
             continue;
         double x[BENCH_MAX_REPS], y[BENCH_MAX_REPS];
@@ -196,6 +364,8 @@ void report_markdown(FILE *f, const BenchReport *R)
         }
         fprintf(f, "- %d threads over %d, %s K %d: pp%d %.2fx", t->threads, base->threads, bench_mode_name(t->mode),
                 t->k, t->n_prompt, stats_median(x, R->r));
+        if (t->mode == BENCH_SINGLE && n_distinct(R) > 1)
+            fprintf(f, " (member %d)", t->member + 1);
         if (t->n_gen)
             fprintf(f, ", tg%d %.2fx", t->n_gen, stats_median(y, R->r));
         fprintf(f, " (median of side-by-side ratios)\n");
@@ -307,12 +477,51 @@ void report_json(FILE *f, const BenchReport *R)
         fprintf(f, ",\"shape\":");
         cli_json_string(f, R->label);
         fprintf(f, ",\"dim\":%d,\"hidden_dim\":%d,\"n_layers\":%d,\"n_heads\":%d,\"n_kv_heads\":%d,"
-                   "\"vocab_size\":%d,\"seq_len\":%d,\"weight_bytes\":%zu,\"file_bytes\":%zu}",
+                   "\"vocab_size\":%d,\"seq_len\":%d,\"weight_bytes\":%zu,\"file_bytes\":%zu",
                 c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size, c->seq_len,
                 model_stream_bytes(R->models[i]), R->models[i]->size);
+        int threads[BENCH_MAX_LIST];
+        double seconds[BENCH_MAX_LIST];
+        int n = single_costs(R, i, threads, seconds, BENCH_MAX_LIST);
+        if (n) { /* c_k of the expected costs (a --shape member: member 0's, they are alike) */
+            fprintf(f, ",\"single_s_per_token\":[");
+            for (int j = 0; j < n; j++) {
+                fprintf(f, "%s{\"threads\":%d,\"seconds\":", j ? "," : "", threads[j]);
+                cli_json_number(f, seconds[j]);
+                fputc('}', f);
+            }
+            fputc(']', f);
+        }
+        fputc('}', f);
     }
     fprintf(f, "],\n\"sampler\":{\"temperature\":%g,\"top_p\":%g,\"top_k\":%d},\"seed\":%llu,\"repetitions\":%d,\n",
             R->sampler.temperature, R->sampler.top_p, R->sampler.top_k, (unsigned long long)R->seed, R->r);
+    fprintf(f, "\"weights\":[");
+    for (int i = 0; i < R->n_weights; i++) {
+        fputs(i ? "," : "", f);
+        cli_json_number(f, R->weights[i]);
+    }
+    fprintf(f, "],\n");
+    if (R->n_catch) {
+        fprintf(f, "\"catch_up\":[");
+        for (int i = 0; i < R->n_catch; i++) {
+            const BenchCatchUp *c = &R->catch_up[i];
+            char label[64];
+            member_label(R, c->member, label, sizeof label);
+            fprintf(f, "%s\n {\"member\":%d,\"shape\":", i ? "," : "", c->member);
+            cli_json_string(f, label);
+            fprintf(f, ",\"threads\":%d,\"position\":%d,\"span\":%d,\"seconds\":", c->threads, c->position, c->span);
+            cli_json_number(f, stats_median(c->seconds, R->catch_r));
+            fprintf(f, ",\"ratio\":");
+            cli_json_number(f, stats_median(c->ratio, R->catch_r));
+            fprintf(f, ",\"ratio_min\":");
+            cli_json_number(f, stats_min(c->ratio, R->catch_r));
+            fprintf(f, ",\"ratio_max\":");
+            cli_json_number(f, stats_max(c->ratio, R->catch_r));
+            fputc('}', f);
+        }
+        fprintf(f, "],\n");
+    }
     fprintf(f, "\"results\":[");
     int first = 1;
     for (int i = 0; i < R->n_tests; i++) {
@@ -323,8 +532,12 @@ void report_json(FILE *f, const BenchReport *R)
                 continue;
             double x[BENCH_MAX_REPS], rate, e = efficiency(R, t, tg, &rate);
             rates(t, R->r, tg, x);
+            char label[64];
+            test_label(R, t, label, sizeof label);
             fprintf(f, "%s\n {\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",", bench_mode_name(t->mode), t->k);
-            cli_json_string(f, R->label);
+            cli_json_string(f, label);
+            if (t->mode == BENCH_SINGLE && n_distinct(R) > 1) /* one single test per distinct member */
+                fprintf(f, ",\"member\":%d", t->member);
             fprintf(f, ",\"threads\":%d,", t->threads);
             if (t->sequences) /* batch tests only: tok/s are aggregate over the S sequences */
                 fprintf(f, "\"sequences\":%d,", t->sequences);
@@ -337,6 +550,13 @@ void report_json(FILE *f, const BenchReport *R)
             cli_json_number(f, e);
             fprintf(f, ",\"per_member\":");
             json_counts(f, tg ? &t->tg : &t->pp, t->k);
+            double ex[BENCH_MAX_REPS], over[BENCH_MAX_REPS];
+            if (tg && expected_cost(R, t, ex, over)) {
+                fprintf(f, ",\"expected_s_per_token\":");
+                cli_json_number(f, stats_median(ex, R->r));
+                fprintf(f, ",\"over_expected\":");
+                cli_json_number(f, stats_median(over, R->r));
+            }
             fprintf(f, "}");
             first = 0;
         }
@@ -346,7 +566,7 @@ void report_json(FILE *f, const BenchReport *R)
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *ce = &R->tests[i];
         const BenchTest *me = ce->mode == LX_MODE_CE && ce->n_gen > 0 ?
-                         find_test(R, LX_MODE_ME, ce->k, ce->threads, ce->n_prompt, ce->n_gen, ce->sequences) : NULL;
+                         find_test(R, LX_MODE_ME, ce->k, ce->threads, ce->n_prompt, ce->n_gen, ce->sequences, 0) : NULL;
         if (!me)
             continue;
         double x[BENCH_MAX_REPS];
@@ -366,13 +586,17 @@ void report_json(FILE *f, const BenchReport *R)
     }
     for (int i = 0; i < R->n_tests; i++) {
         const BenchTest *t = &R->tests[i];
-        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen, t->sequences);
+        const BenchTest *base = find_test(R, t->mode, t->k, R->tests[0].threads, t->n_prompt, t->n_gen, t->sequences, t->member);
         if (!base || base == t)
             continue;
         double x[BENCH_MAX_REPS];
+        char label[64];
+        test_label(R, t, label, sizeof label);
         fprintf(f, "%s\n {\"what\":\"threads\",\"mode\":\"%s\",\"k\":%d,\"shape\":", first ? "" : ",",
                 bench_mode_name(t->mode), t->k);
-        cli_json_string(f, R->label);
+        cli_json_string(f, label);
+        if (t->mode == BENCH_SINGLE && n_distinct(R) > 1)
+            fprintf(f, ",\"member\":%d", t->member);
         fprintf(f, ",\"threads\":%d,\"over_threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"pp\":", t->threads,
                 base->threads, t->n_prompt, t->n_gen);
         for (int j = 0; j < R->r; j++)
@@ -390,7 +614,7 @@ void report_json(FILE *f, const BenchReport *R)
     for (int i = 0; i < R->n_tests; i++) { /* aggregate tg tok/s at S over the first S */
         const BenchTest *t = &R->tests[i];
         const BenchTest *base = t->sequences ? find_test(R, t->mode, t->k, t->threads, t->n_prompt, t->n_gen,
-                                                         R->tests[0].sequences) : NULL;
+                                                         R->tests[0].sequences, t->member) : NULL;
         if (!base || base == t || t->n_gen == 0)
             continue;
         double x[BENCH_MAX_REPS];

@@ -23,7 +23,7 @@
 #define TOLERANCE 1e-5
 #define SENTINEL 12345.0f /* written into y outside the slice; must survive */
 
-static const int odd_sizes[] = {1, 3, 7, 17, 33, 65, 257};
+static const int odd_sizes[] = {1, 3, 7, 17, 33, 65, 257, 1031}; /* 1031: over one chunk */
 #define N_ODD (int)(sizeof odd_sizes / sizeof odd_sizes[0])
 #define MAX_T 20
 

@@ -266,9 +266,12 @@ static double run_case(Case *c, ProductFn *fn, int n0, int n1)
 }
 
 /* (K, gs) pairs: group sizes 1..128 on both vector paths and the portable one, K not a multiple
- * of the vector width where gs allows (172 = 5 * 32 + 12, as the 260K real file's hidden_dim). */
-static const int shapes[][2] = {{10, 1}, {14, 2}, {36, 4}, {64, 4}, {172, 4}, {24, 8}, {48, 16}, {96, 32},
-                                {160, 32}, {96, 48}, {128, 64}, {192, 64}, {320, 64}, {256, 128}, {768, 64}};
+ * of the vector width where gs allows (172 = 5 * 32 + 12, as the 260K real file's hidden_dim).
+ * gs = 32 m + 16 (16, 48, 80: AVX2 splits a step between two groups) with an even and an odd
+ * number of groups (the odd one ends in a half step), and the 15M shapes' K at gs 48. */
+static const int shapes[][2] = {{10, 1}, {14, 2}, {36, 4}, {64, 4}, {172, 4}, {24, 8}, {48, 16}, {80, 16},
+                                {96, 32}, {160, 32}, {96, 48}, {144, 48}, {240, 48}, {288, 48}, {768, 48},
+                                {240, 80}, {128, 64}, {192, 64}, {320, 64}, {256, 128}, {768, 64}};
 #define N_SHAPES (int)(sizeof shapes / sizeof shapes[0])
 static const int rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 17, 33};
 #define N_ROWS (int)(sizeof rows / sizeof rows[0])
@@ -308,15 +311,18 @@ static void test_every_isa(void **state)
 }
 
 /* Large batches: T up to 300 across the row tiling of matmul_q8_slice (tiles of 512 KB of int8
- * rows: 64 rows at K = 8192), the prefill sizes, and groups longer than the exact integer piece
- * (gs = 8192 > 4096). */
+ * rows: 64 rows at K = 8192), the prefill sizes, groups longer than the exact integer piece
+ * (gs = 8192 > 4096; 4112 = 32 m + 16 > 4096, which AVX2 leaves to the portable kernel), and
+ * gs 16 and 48 (the 15M shapes at their default group size). */
 static void test_large_batches(void **state)
 {
     (void)state;
     static const int big[][4] = {/* T, K, N, gs */
                                  {64, 768, 37, 64},  {65, 256, 20, 32}, {128, 288, 9, 32},
                                  {300, 128, 11, 64}, {300, 64, 6, 4},   {70, 8192, 5, 8192},
-                                 {130, 4096, 5, 64}, {31, 8192, 6, 128}};
+                                 {130, 4096, 5, 64}, {31, 8192, 6, 128}, {300, 288, 7, 48},
+                                 {65, 768, 9, 48},   {130, 144, 11, 16}, {300, 80, 5, 16},
+                                 {9, 8224, 5, 4112}};
     for (int k = 0; k < N_ISAS; k++) {
         if (!kernels_isa_available(isas[k].isa))
             continue;
@@ -365,27 +371,33 @@ static void test_batch_equals_rows(void **state)
 }
 
 /* Negative controls: the same comparison catches a result off by 1e-4 of its magnitude, and a
- * kernel that swapped the scales of two groups. */
+ * kernel that swapped the scales of two groups (for gs 48 and 16, groups 0 and 1: the two that
+ * share AVX2's split step, as a kernel that handed its halves to the wrong groups would). */
 static void test_tolerance_catches_errors(void **state)
 {
     (void)state;
-    Case c;
-    case_make(&c, 3, 128, 8, 32, DATA_RANDOM, 99);
-    assert_true(run_case(&c, matmul_q8_slice, 0, 8) <= 1.0);
-    /* perturb one output (t = 0, i = 5) by 1e-4 of its magnitude */
-    float keep = c.y[5];
-    c.y[5] = keep + (float)(1e-4 * magnitude(&c, 0, 5));
-    assert_true(worst_error(&c, c.y, 0, 8) > 1.0);
-    c.y[5] = keep;
-    /* swap two weight scales of one row: the kernel's answer for different data */
-    float *ws2 = xmalloc((size_t)8 * 4 * sizeof(float));
-    memcpy(ws2, c.ws, (size_t)8 * 4 * sizeof(float));
-    float tmp = ws2[4 * 2 + 0];
-    ws2[4 * 2 + 0] = ws2[4 * 2 + 3], ws2[4 * 2 + 3] = tmp;
-    matmul_q8_slice(c.y, c.xq, c.xs, c.wq, ws2, c.T, c.K, c.N, c.gs, 0, 8);
-    assert_true(worst_error(&c, c.y, 0, 8) > 1.0);
-    free(ws2);
-    case_free(&c);
+    static const int cases[][4] = {/* K, gs, the two groups swapped */
+                                   {128, 32, 0, 3}, {144, 48, 0, 1}, {96, 16, 0, 1}, {96, 16, 4, 5}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        Case c;
+        int K = cases[k][0], gs = cases[k][1], G = K / gs, a = cases[k][2], b = cases[k][3];
+        case_make(&c, 3, K, 8, gs, DATA_RANDOM, 99 + k);
+        assert_true(run_case(&c, matmul_q8_slice, 0, 8) <= 1.0);
+        /* perturb one output (t = 0, i = 5) by 1e-4 of its magnitude */
+        float keep = c.y[5];
+        c.y[5] = keep + (float)(1e-4 * magnitude(&c, 0, 5));
+        assert_true(worst_error(&c, c.y, 0, 8) > 1.0);
+        c.y[5] = keep;
+        /* swap two weight scales of row 2: the kernel's answer for different data */
+        float *ws2 = xmalloc((size_t)8 * G * sizeof(float));
+        memcpy(ws2, c.ws, (size_t)8 * G * sizeof(float));
+        float tmp = ws2[G * 2 + a];
+        ws2[G * 2 + a] = ws2[G * 2 + b], ws2[G * 2 + b] = tmp;
+        matmul_q8_slice(c.y, c.xq, c.xs, c.wq, ws2, c.T, c.K, c.N, c.gs, 0, 8);
+        assert_true(worst_error(&c, c.y, 0, 8) > 1.0);
+        free(ws2);
+        case_free(&c);
+    }
 }
 
 static int restore_defaults(void **state)

@@ -40,6 +40,8 @@ static void usage(FILE *out)
         "                         (atomically) and deleted as soon as they are mapped\n"
         "      --quant q8_0       the --shape members in int8 (llama2.c version 2, Q8_0), or f32\n"
         "  -k, --members LIST     ensemble sizes, e.g. 3 or 1,2,3,4 (default: all -m models, or %d)\n"
+        "  -w, --weights LIST     the ce, me and ce-mixture weights, e.g. 0.5,0.25,0.25 (one per member\n"
+        "                         of the one K; normalised; default uniform)\n"
         "  -p, --n-prompt LIST    prompt lengths (default %d)\n"
         "  -n, --n-gen LIST       tokens generated after the prompt (default %d; 0: prompt only)\n"
         "  -r, --repetitions N    timed repetitions of every test (default %d), after a warm-up\n"
@@ -55,6 +57,9 @@ static void usage(FILE *out)
         "      --sequences LIST   also run S sequences at once through one batch, e.g. 1,2,4,8,16:\n"
         "                         aggregate tok/s (S x tokens / seconds) of every mode at each S, ME/CE\n"
         "                         at each S, and each S over the first (sequence j: seed -s + j)\n"
+        "      --catch-up LIST    also time one forward over an m-token span at position -p (ME's\n"
+        "                         catch-up), e.g. 1,2,4,8, for every distinct member and -t, against\n"
+        "                         m = 1 (always measured), at least 11 repetitions\n"
         "      --router FILE      also run each ce and me test of the router's K with it, side by\n"
         "                         side, and time the router alone (its cost per token)\n"
         "      --wait POLICY      how idle threads wait: auto (the default: by the host's load at the\n"
@@ -66,7 +71,9 @@ static void usage(FILE *out)
         "fed to the members the mode runs (me: the picked member catches up on every token it\n"
         "missed, the prompt included on its first pick). tok/s are medians over the repetitions,\n"
         "+- the median absolute deviation. The ME/CE speed-up is the median of per-repetition\n"
-        "ratios. Random members have nearly flat next-token distributions; with --top-p < 1 the\n"
+        "ratios. Expected cost (with single among the modes): c_k = member k's single tg seconds per\n"
+        "token, CE's expected cost sum_k c_k, ME's sum_k w_k c_k; measured/expected per repetition.\n"
+        "Random members have nearly flat next-token distributions; with --top-p < 1 the\n"
         "sampler sorts most of the vocabulary every token, which real models rarely make it do.\n",
         DEFAULT_MEMBERS, DEFAULT_PROMPT, DEFAULT_GEN, DEFAULT_REPS, DEFAULT_BW_MIB);
 }
@@ -117,11 +124,35 @@ typedef struct {
     int n_paths, n_toks, json;
     int shape_version; /* --quant: the --shape members' checkpoint version, 1 fp32 or 2 int8 */
     const char *json_file;
+    const char *weights_text; /* -w, parsed once K is known */
     BenchPlan plan;
 } Options;
 
 enum { OPT_SHAPE = 256, OPT_QUANT, OPT_JSON_FILE, OPT_BW, OPT_NO_LIMITS, OPT_ROUTER, OPT_SEQUENCES,
-       OPT_WAIT };
+       OPT_WAIT, OPT_CATCH_UP };
+
+/* --catch-up LIST: the spans with the base span 1 first (added when not listed), each once. */
+static int parse_spans(const char *text, BenchPlan *p)
+{
+    int values[BENCH_MAX_LIST], n;
+    if (parse_list("--catch-up", text, 1, 4096, 0, values, &n))
+        return -1;
+    p->spans[0] = 1;
+    p->nspans = 1;
+    for (int i = 0; i < n; i++) {
+        int seen = 0;
+        for (int j = 0; j < p->nspans; j++)
+            seen |= p->spans[j] == values[i];
+        if (seen)
+            continue;
+        if (p->nspans == BENCH_MAX_LIST) {
+            cli_error("--catch-up: at most %d spans, 1 included", BENCH_MAX_LIST);
+            return -1;
+        }
+        p->spans[p->nspans++] = values[i];
+    }
+    return 0;
+}
 
 /* -1: run; otherwise the exit status to return now (after --help, or a usage error printed). */
 static int parse_options(int argc, char **argv, Options *o)
@@ -129,7 +160,8 @@ static int parse_options(int argc, char **argv, Options *o)
     static const struct option options[] = {
         {"model", required_argument, 0, 'm'}, {"shape", required_argument, 0, OPT_SHAPE},
         {"quant", required_argument, 0, OPT_QUANT},
-        {"members", required_argument, 0, 'k'}, {"n-prompt", required_argument, 0, 'p'},
+        {"members", required_argument, 0, 'k'}, {"weights", required_argument, 0, 'w'},
+        {"catch-up", required_argument, 0, OPT_CATCH_UP}, {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"repetitions", required_argument, 0, 'r'},
         {"threads", required_argument, 0, 't'}, {"ensemble", required_argument, 0, 'e'},
         {"output", required_argument, 0, 'o'}, {"json-file", required_argument, 0, OPT_JSON_FILE},
@@ -154,7 +186,7 @@ static int parse_options(int argc, char **argv, Options *o)
     unsigned long long seed = 1;
     int opt;
     cli_getopt_reset();
-    while ((opt = getopt_long(argc, argv, "m:z:k:p:n:r:t:e:o:s:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "m:z:k:w:p:n:r:t:e:o:s:h", options, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
         case 'm': bad = cli_add_path("-m", o->paths, &o->n_paths, optarg); break;
@@ -167,6 +199,8 @@ static int parse_options(int argc, char **argv, Options *o)
             o->shape_version = optarg[0] == 'q' ? 2 : 1;
             break;
         case 'k': bad = parse_list("-k", optarg, 1, CLI_MAX_MEMBERS, 0, p->ks, &p->nk); break;
+        case 'w': o->weights_text = optarg; break;
+        case OPT_CATCH_UP: bad = parse_spans(optarg, p); break;
         case 'p': bad = parse_list("-p", optarg, 1, 1 << 20, 0, p->ps, &p->np); break;
         case 'n': bad = parse_list("-n", optarg, 0, 1 << 20, 0, p->ns, &p->nn); break;
         case 'r': bad = cli_int("-r", optarg, 1, BENCH_MAX_REPS, &p->reps); break;
@@ -211,6 +245,20 @@ static int parse_options(int argc, char **argv, Options *o)
             cli_error("-k %d: only %d models given", p->ks[i], o->n_paths);
             return EXIT_USAGE;
         }
+    if (o->weights_text) { /* one K, one weight per member; normalised as the ensemble will */
+        double w[CLI_MAX_MEMBERS];
+        LxError err;
+        if (p->nk != 1) {
+            cli_error("--weights: one ensemble size needed, not -k with %d values", p->nk);
+            return EXIT_USAGE;
+        }
+        if (lx_weights_parse(o->weights_text, p->ks[0], w, &err) != LX_OK ||
+            weights_normalise(w, p->ks[0], p->weights, &err)) {
+            cli_error("--weights: %s (K is %d)", err.message, p->ks[0]);
+            return EXIT_USAGE;
+        }
+        p->n_weights = p->ks[0];
+    }
     if (p->n_modes == 0) {
         p->modes[0] = BENCH_SINGLE, p->modes[1] = LX_MODE_CE, p->modes[2] = LX_MODE_ME;
         p->n_modes = 3;
@@ -259,7 +307,10 @@ int cmd_bench(int argc, char **argv)
         LxTokenizer *toks[CLI_MAX_MEMBERS];
         status = cli_open_member_tokenizers(o.paths, models, o.n_paths, o.tok_paths, o.n_toks, toks);
         if (status == 0) {
-            if (o.n_toks > 1 && cli_tokenizers_differ(toks, o.n_toks))
+            if (o.n_toks > 1 && cli_tokenizers_differ(toks, o.n_toks) && o.weights_text) {
+                cli_error("--weights: not with different tokenizers (-z): that bench runs uniform weights");
+                status = EXIT_USAGE;
+            } else if (o.n_toks > 1 && cli_tokenizers_differ(toks, o.n_toks))
                 status = bench_vocab(models, o.n_paths, toks, &p->sampler, p->ns[0] ? p->ns[0] : DEFAULT_GEN, p->reps,
                                      p->ts[0], p->seed);
             else

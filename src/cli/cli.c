@@ -272,7 +272,7 @@ int cli_flush(void)
  * early either spins (a core busy doing nothing, but it wakes at once) or sleeps in the kernel
  * (the core free, a wake-up of some microseconds). On an idle machine spinning is a little
  * faster; on a busy one a spinning thread holds the core that the thread it waits for needs,
- * and -t 2 can fall to a tenth of -t 1 (bench/RESULTS.md, "Thread waiting"). The policy is the
+ * and -t 2 can fall to a tenth of -t 1 (bench/NOTES.md, "Thread waiting"). The policy is the
  * OpenMP runtime's, read from the environment when the runtime loads: OMP_WAIT_POLICY
  * (active/passive, standard) and libgomp's GOMP_SPINCOUNT (spin that many times, then sleep).
  * Measured on the 2-core host, neither wins both ways: passive is half the speed of spinning

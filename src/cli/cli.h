@@ -70,7 +70,7 @@ void cli_json_number(FILE *out, double x);
  * the option nor either variable, CLI_WAIT_DEFAULT) into effect, returning only when it already
  * is or cannot be. cli_wait_describe writes what is in effect, for reports. auto (the default)
  * looks at the host once, at the start: spin-then-sleep when no other task is running, passive
- * when one is (why: the "Thread waiting" table in bench/RESULTS.md). */
+ * when one is (why: the "Thread waiting" table in bench/NOTES.md). */
 #define CLI_WAIT_DEFAULT "auto"
 #define CLI_WAIT_HELP \
     "      --wait POLICY     how idle threads wait: auto (the default: by the host's load at the\n" \

@@ -244,6 +244,16 @@ static int run_member(Batch *b, int i, LxError *err)
     return 0;
 }
 
+/* The slot's draw of this step, if it holds a sequence (its members are synced). */
+static void draw(BatchSlot *slot)
+{
+    if (slot->id >= 0) {
+        slot->draw.member = -1;
+        slot->draw.status = ensemble_step(&slot->e, &slot->draw.token, &slot->draw.member, &slot->draw.prob,
+                                          &slot->draw.err);
+    }
+}
+
 LxStatus lx_batch_step(LxBatch *b, LxError *err)
 {
     LxError local, *er = err ? err : &local;
@@ -256,23 +266,38 @@ LxStatus lx_batch_step(LxBatch *b, LxError *err)
     for (int i = 0; i < k; i++)
         if (run_member(b, i, er))
             return er->status;
+    /* Every sequence draws from its own members' logits with its own random streams, so the
+     * draws are independent and go to the threads: with the products shared, the samplers'
+     * softmaxes over the vocabulary are most of what is left of a step. The draws are then
+     * handed on in slot order, one at a time (the callbacks are the caller's). */
+    if (lx_batch_active(b) > 1) {
+        #pragma omp parallel for schedule(dynamic) num_threads(threads_resolve(b->params.threads))
+        for (int s = 0; s < b->max_active; s++)
+            draw(&b->slots[s]);
+    } else { /* one: no region, so that its sampler's own parallel softmax is not nested in one */
+        for (int s = 0; s < b->max_active; s++)
+            draw(&b->slots[s]);
+    }
+    LxStatus first = LX_OK; /* a sequence that fails ends alone: the others' draws are handed on */
     for (int s = 0; s < b->max_active; s++) {
         BatchSlot *slot = &b->slots[s];
         if (slot->id < 0)
             continue;
-        int token, member = -1;
-        float prob;
-        if (ensemble_step(&slot->e, &token, &member, &prob, er) ||
-            generation_token(&slot->g, &slot->e, token, member, prob, er)) {
+        LxError failed;
+        if (slot->draw.status)
+            failed = slot->draw.err;
+        else if (!generation_token(&slot->g, &slot->e, slot->draw.token, slot->draw.member, slot->draw.prob, &failed))
+            failed.status = LX_OK;
+        if (failed.status != LX_OK) {
             LxError ignored;
-            LxStatus status = er->status;
-            finish(b, s, status, &ignored);
-            return status;
-        }
-        if (slot->g.done && finish(b, s, LX_OK, er))
+            finish(b, s, failed.status, &ignored);
+            if (first == LX_OK)
+                first = failed.status, *er = failed;
+        } else if (slot->g.done && finish(b, s, LX_OK, er)) {
             return er->status;
+        }
     }
-    return LX_OK;
+    return first;
 }
 
 LxSequenceParams lx_batch_sequence_defaults(const LxBatch *b)

@@ -125,7 +125,7 @@ static void rope(float *v, int n_heads, int head_size, const float *cos_row, con
 
 /* Plain C compiled for several instruction sets, the best picked when the program loads (GCC's
  * target clones, an ifunc: x86-64 with glibc). The default build targets baseline x86-64, whose
- * 4-wide vectors leave attention several times slower than AVX2/AVX-512 (bench/RESULTS.md,
+ * 4-wide vectors leave attention several times slower than AVX2/AVX-512 (bench/NOTES.md,
  * forward). */
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -156,7 +156,7 @@ static void attention_head(float *out, const float *q, const float *keys, const 
 }
 
 /* Attention of fewer multiply-adds than this runs on one thread: starting the others costs a few
- * microseconds (bench/RESULTS.md, forward). */
+ * microseconds (bench/NOTES.md, forward). */
 #define ATTENTION_SERIAL_WORK 16384
 
 /* T <= max_batch rows described by s->rows (each row's token, position and the state whose KV
@@ -205,7 +205,7 @@ static void forward_rows(const Model *m, ForwardState *s, int T, double attentio
         /* multihead attention: row t, head h into xb (T, D), over its own sequence's cache. Heads
          * outermost: a thread takes whole heads with all their rows, so it reads those heads'
          * cached keys and values from memory once and the rows after the first (of the same
-         * sequence) find them in its cache (bench/RESULTS.md, forward). */
+         * sequence) find them in its cache (bench/NOTES.md, forward). */
         #pragma omp parallel for collapse(2) schedule(static) num_threads(threads) if (attention_work > ATTENTION_SERIAL_WORK)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {

@@ -210,7 +210,7 @@ struct ForwardState {
     int threads;      /* threads of every product and of attention (set by the owner; init: default) */
     /* (L, KVH, n_ctx, HS): a kv head's positions side by side, so attention reads them in one
      * stream (position-major, as llama2.c, they are HS-float pieces KVD floats apart, which
-     * decodes slower: bench/RESULTS.md, forward) */
+     * decodes slower: bench/NOTES.md, forward) */
     float *key_cache;
     float *value_cache; /* (L, KVH, n_ctx, HS) */
     float *x;   /* (max_batch, D) residual stream */
@@ -799,6 +799,11 @@ typedef struct {
     Generation g;
     int id;             /* the sequence in it, or -1 when the slot is free */
     int made;           /* e is initialised */
+    struct {            /* this step's draw, made on the threads, handed on in slot order */
+        int status, token, member;
+        float prob;
+        LxError err;
+    } draw;
 } BatchSlot;
 
 typedef struct {

@@ -47,14 +47,14 @@ void matmul_reference(float *y, const float *x, const float *w, int T, int K, in
 /* ------------------------------------------------------------------------------ streaming */
 
 /* Input rows per tile (matmul_stream): half of this machine's 1 MB L2, the best of the sizes
- * tried (bench/RESULTS.md, tile size). */
+ * tried (bench/NOTES.md, tile size). */
 #define STREAM_TILE_BYTES (512 * 1024)
 
 /* --- Portable C: one weight row at a time, dotted with each input row in turn (the row stays in
  * L1), each dot product kept as 8 partial sums. Eight independent chains hide the add latency
  * (one running sum would wait on each add in turn), and the fixed-width inner loop is easy for a
  * compiler to vectorise. (Blocks of 4 weight rows, as in the wide kernels, lose here:
- * bench/RESULTS.md, portable kernel.) */
+ * bench/NOTES.md, portable kernel.) */
 #define GENERIC_LANES 8
 
 /* x (T, K), W (N, K), y (T, N); output rows [n0, n1). */
@@ -172,13 +172,15 @@ int kernels_have_blas(void)
 
 /* The crossover: batches of at least this many rows go to BLAS. It depends on which streaming
  * kernel BLAS is up against, so there is one per instruction set, measured with bench/matmul_bench
- * against OpenBLAS running its AVX2 kernels (bench/RESULTS.md, kernel crossover):
+ * against OpenBLAS running its AVX2 kernels (bench/NOTES.md, kernel crossover):
  *   AVX-512: BLAS never wins against the streaming kernel (up to T = 256, 1 and 2 threads); with
  *            a BLAS that has AVX-512 kernels for the CPU, measure again.
- *   AVX2:    level at T = 24..32, BLAS ahead from 40 on.
+ *   AVX2:    with 3 x 4 tiles (kernels_x86.c), the 110M shape's products stream ahead up to
+ *            T = 80, level at 96, BLAS ahead from 112; the 15M shape's short rows (288) favour
+ *            BLAS by about 5% from T = 64 on. 96 serves the larger members.
  *   Plain C: level at T = 4..5, BLAS ahead from 6 on. */
 #define BLAS_MIN_ROWS_AVX512 INT_MAX
-#define BLAS_MIN_ROWS_AVX2 32
+#define BLAS_MIN_ROWS_AVX2 96
 #define BLAS_MIN_ROWS_GENERIC 6
 
 static atomic_int blas_min_rows = 0; /* 0: the default for the instruction set in use */
@@ -204,7 +206,7 @@ void kernels_set_blas_min_rows(int rows)
 
 /* Split a product across the threads only when there is enough to split: a parallel region costs
  * a few microseconds, as long as one core takes to stream some 100 KB of weights or do some 100K
- * multiply-adds (bench/RESULTS.md, parallel thresholds). */
+ * multiply-adds (bench/NOTES.md, parallel thresholds). */
 #define PARALLEL_MIN_WEIGHTS 65536.0 /* N K */
 #define PARALLEL_MIN_WORK 262144.0   /* T N K */
 /* Thread slices start on multiples of this many rows (whole cache lines of y, whole blocks). */

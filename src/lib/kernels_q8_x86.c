@@ -20,9 +20,12 @@
  * piece of one) they become floats and are added with the group's scales ws * xs, 8 (16) lanes
  * wide; the lanes are summed once per output at the end.
  *
- * Group sizes: gs a multiple of 32 (AVX-512: of 64) runs this plan. gs = 4, the group of one
- * int32 lane, multiplies the lanes by 8 consecutive scales instead (AVX2; the 260K real file).
- * Any other gs goes to the portable kernel, and AVX-512 hands gs not a multiple of 64 to AVX2. */
+ * Group sizes: gs a multiple of 32 (AVX-512: of 64) runs this plan. AVX2 also takes gs = 32 m + 16
+ * up to Q8_PIECE (16, 48, 80, ...; 48 is the 15M shape's default), splitting the 32-byte step that
+ * straddles two groups by its 128-bit halves; and gs = 4, the group of one int32 lane, by
+ * multiplying the lanes by 8 consecutive scales (the 260K real file). The portable kernel gets
+ * the rest: every gs but 4 that is not a multiple of 16 (1, 2, 8, 12, 24, 40, ...), and gs =
+ * 32 m + 16 above Q8_PIECE. AVX-512 hands gs not a multiple of 64 to AVX2. */
 #include "config.h"
 #include "internal.h"
 
@@ -57,6 +60,39 @@ static inline __m256i dot_avx2(__m256i w, __m256i x)
 {
     __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+/* One 32-byte step at column j (w at W[r][j], x at x[c][j]) of R weight rows against C input rows:
+ * the int32 lane sums added to isum. half: only 16 bytes, zero-extended (the zero high half
+ * adds 0). Also prefetches the same columns of the rows Q8_PREFETCH blocks on, once a cache line. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void step_avx2(__m256i isum[Q8_ROWS][4], const int8_t *x, const int8_t *w, int j, int K, int R,
+                             int C, int half)
+{
+    __m256i wv[Q8_ROWS];
+    for (int r = 0; r < R; r++)
+        wv[r] = half ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(w + (size_t)r * K)))
+                     : _mm256_loadu_si256((const __m256i *)(w + (size_t)r * K));
+    if (Q8_PREFETCH && (j & 63) == 0) /* as block32_avx2 */
+        for (int r = 0; r < R; r++)
+            _mm_prefetch((const char *)(w + (size_t)(r + Q8_PREFETCH * R) * K), _MM_HINT_T0);
+    for (int c = 0; c < C; c++) {
+        __m256i xv = half ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(x + (size_t)c * K)))
+                          : _mm256_loadu_si256((const __m256i *)(x + (size_t)c * K));
+        for (int r = 0; r < R; r++)
+            isum[r][c] = _mm256_add_epi32(isum[r][c], dot_avx2(wv[r], xv));
+    }
+}
+
+/* acc[r][c] += float(isum[r][c]) * ws[r][g] * xs[c][g]: one group's (or piece's) term. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void flush_avx2(__m256 acc[Q8_ROWS][4], __m256i isum[Q8_ROWS][4], const float *xs, const float *ws,
+                              int G, int g, int R, int C)
+{
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]),
+                                        _mm256_set1_ps(ws[(size_t)r * G + g] * xs[(size_t)c * G + g]), acc[r][c]);
 }
 
 /* y[c][r] = W[r] . x[c] for r < R weight rows, c < C input rows; y points at y[t0][i0], x at
@@ -97,6 +133,55 @@ static inline void block32_avx2(float *y, const int8_t *x, const float *xs, cons
                                                 _mm256_set1_ps(ws[(size_t)r * G + g] * xs[(size_t)c * G + g]),
                                                 acc[r][c]);
         }
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++)
+            y[(size_t)c * N + r] = sum_avx2(acc[r][c]);
+}
+
+/* As block32_avx2 for gs = 32 m + 16 <= Q8_PIECE (16, 48, 80, ...; the 15M shape's default 48).
+ * Two groups g, g + 1 are 2 gs = 32 (2 m + 1) bytes: m whole steps of g, one split step whose low
+ * 16 bytes end g and high 16 begin g + 1, m whole steps of g + 1. maddubs and madd keep to 4-byte
+ * lanes, so the split step's int32 lanes 0..3 are g's and 4..7 are g + 1's: a blend hands each
+ * half to its group, every group sum still exact. A last unpaired group (G odd) ends in a half
+ * step instead. Every step reads only bytes of the row. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void block16_avx2(float *y, const int8_t *x, const float *xs, const int8_t *w, const float *ws,
+                                int K, int N, int gs, int R, int C)
+{
+    int G = K / gs, m = gs / 32;
+    __m256 acc[Q8_ROWS][4];
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+    for (int g = 0; g < G; g += 2) {
+        int p = g * gs, mid = p + 32 * m; /* the split step */
+        __m256i isum[Q8_ROWS][4];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++)
+                isum[r][c] = _mm256_setzero_si256();
+        for (int j = p; j < mid; j += 32)
+            step_avx2(isum, x + j, w + j, j, K, R, C, 0);
+        if (g + 1 == G) {
+            step_avx2(isum, x + mid, w + mid, mid, K, R, C, 1);
+            flush_avx2(acc, isum, xs, ws, G, g, R, C);
+            break;
+        }
+        __m256i split[Q8_ROWS][4];
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++)
+                split[r][c] = _mm256_setzero_si256();
+        step_avx2(split, x + mid, w + mid, mid, K, R, C, 0);
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) {
+                __m256i low = _mm256_blend_epi32(split[r][c], _mm256_setzero_si256(), 0xF0); /* lanes 0..3 */
+                isum[r][c] = _mm256_add_epi32(isum[r][c], low);
+                split[r][c] = _mm256_blend_epi32(_mm256_setzero_si256(), split[r][c], 0xF0); /* lanes 4..7 */
+            }
+        flush_avx2(acc, isum, xs, ws, G, g, R, C);
+        for (int j = mid + 32; j < p + 2 * gs; j += 32)
+            step_avx2(split, x + j, w + j, j, K, R, C, 0);
+        flush_avx2(acc, split, xs, ws, G, g + 1, R, C);
+    }
     for (int c = 0; c < C; c++)
         for (int r = 0; r < R; r++)
             y[(size_t)c * N + r] = sum_avx2(acc[r][c]);
@@ -143,9 +228,17 @@ static inline void block4_avx2(float *y, const int8_t *x, const float *xs, const
 
 /* Blocks of AVX2_ROWS weight rows x AVX2_INPUTS input rows. With 16 registers the 4 x 2 block
  * already spills some sums, yet it was as fast as 4 x 1, 2 x 2 and 2 x 4 at T = 1..8 and the best
- * at T >= 8 (bench/q8_bench, hot weights): the multiplies, not the spills, set the pace. */
+ * at T >= 8 (bench/q8_bench, hot weights): the multiplies, not the spills, set the pace. For the
+ * same reason 2 x 4, 3 x 4 and 4 x 4 blocks from T = 4 on, which pay off in the load-bound fp32
+ * kernel, were no faster here (cold weights, side by side), nor was prefetching on every step. */
 #define AVX2_ROWS 4
 #define AVX2_INPUTS 2
+
+/* The group sizes the AVX2 plan takes (see the top); the rest go to the portable kernel. */
+static int q8_avx2_group_size(int gs)
+{
+    return gs == 4 || gs % 32 == 0 || (gs % 32 == 16 && gs <= Q8_PIECE);
+}
 
 /* One block of R weight rows against C input rows, by group size. */
 __attribute__((always_inline, target("avx2,fma")))
@@ -158,12 +251,39 @@ static inline void block_avx2(float *y, const int8_t *x, const float *xs, const 
         block32_avx2(y, x, xs, w, ws, K, N, gs, R, C);
 }
 
+/* matmul_q8_avx2's row loop for gs = 32 m + 16, in a function of its own: inlined into
+ * matmul_q8_avx2 beside the other group sizes it made their code up to a tenth slower at T = 1. */
+__attribute__((noinline, target("avx2,fma")))
+static void matmul16_avx2(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T,
+                          int K, int N, int gs, int n0, int n1)
+{
+    int G = K / gs, i = n0;
+    for (; i + AVX2_ROWS <= n1; i += AVX2_ROWS)
+        for (int t = 0; t < T; t += AVX2_INPUTS) {
+            float *yt = y + (size_t)t * N + i;
+            const int8_t *xt = xq + (size_t)t * K, *wi = wq + (size_t)i * K;
+            const float *st = xs + (size_t)t * G, *si = ws + (size_t)i * G;
+            if (T - t == 1)
+                block16_avx2(yt, xt, st, wi, si, K, N, gs, AVX2_ROWS, 1);
+            else
+                block16_avx2(yt, xt, st, wi, si, K, N, gs, AVX2_ROWS, AVX2_INPUTS);
+        }
+    for (; i < n1; i++)
+        for (int t = 0; t < T; t++)
+            block16_avx2(y + (size_t)t * N + i, xq + (size_t)t * K, xs + (size_t)t * G, wq + (size_t)i * K,
+                         ws + (size_t)i * G, K, N, gs, 1, 1);
+}
+
 __attribute__((target("avx2,fma")))
 void matmul_q8_avx2(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T, int K,
                     int N, int gs, int n0, int n1)
 {
-    if (gs % 32 != 0 && gs != 4) {
+    if (!q8_avx2_group_size(gs)) {
         matmul_q8_generic(y, xq, xs, wq, ws, T, K, N, gs, n0, n1);
+        return;
+    }
+    if (gs % 32 == 16) {
+        matmul16_avx2(y, xq, xs, wq, ws, T, K, N, gs, n0, n1);
         return;
     }
     int G = K / gs, i = n0;

@@ -8,12 +8,12 @@
  * T = 1 (decode): one weight row after the other, a straight sequential read of W, with a few
  * independent accumulators. This is pure bandwidth, and the hardware prefetcher follows one
  * sequential stream best (reading 4 rows side by side, 4 streams K floats apart, got less
- * bandwidth: bench/RESULTS.md, kernel measurements).
+ * bandwidth: bench/NOTES.md, kernel measurements).
  *
- * T >= 2: output rows go in blocks of 4 weight rows; each block is dotted with the input rows a
- * few at a time (4 with AVX-512, 2 with AVX2), keeping one vector accumulator per (weight row,
- * input row) pair in registers.
- *  - The 4 weight rows are read from memory once; the later input blocks find them in L1. That
+ * T >= 2: output rows go in blocks of R weight rows; each block is dotted with the input rows C
+ * at a time, keeping one vector accumulator per (weight row, input row) pair in registers
+ * (AVX-512: 4 x 4; AVX2, with half the registers: 4 x 2 or 3 x 4, see its section).
+ *  - The R weight rows are read from memory once; the later input groups find them in L1. That
  *    is what makes T = 2..8 nearly free.
  *  - Within a step every loaded weight vector meets every loaded input vector, so a 4 x 4 block
  *    does 16 multiply-adds per 8 loads. One weight row against one input row is 2 loads per
@@ -24,8 +24,10 @@
  *    K = 2048 four whole rows are 32 KB and the inputs would push them out of a 48 KB L1.
  *  - While a block is being worked on, the same columns of the next block's rows are prefetched.
  *    The hardware prefetcher alone stalls whenever a block's arithmetic outlasts its loads
- *    (T = 4..16); with the next rows already on their way the memory stays busy.
- *  - Rows left over when n1 - n0 is not a multiple of 4 go one at a time.
+ *    (T = 4..16); with the next rows already on their way the memory stays busy. Every step
+ *    asks again, in every input group: asking once per cache line, or only in the first group,
+ *    lost up to a fifth at T = 8 (AVX2; the lines asked for early are pushed out of L1 again).
+ *  - Rows left over when n1 - n0 is not a multiple of R go one at a time.
  * Large batches are split into tiles of input rows that fit in L2 before they get here
  * (matmul_stream in kernels.c).
  *
@@ -40,12 +42,12 @@
 #include "vector_x86.h"
 
 #define STREAM_ROWS 4 /* weight rows per block */
-/* Chunks of 1024 columns keep a block of 4 weight rows in L1 (bench/RESULTS.md, chunk size). */
+/* Chunks of 1024 columns keep a block of 4 weight rows in L1 (bench/NOTES.md, chunk size). */
 #define STREAM_CHUNK 1024
 
 /* Short rows and few inputs (AVX-512: T = 2..4, K <= this) go one weight row at a time: one
  * sequential stream beats blocks of rows at the 15M shape's K = 288, and loses at K = 2048
- * (bench/RESULTS.md, one row at a time). */
+ * (bench/NOTES.md, one row at a time). */
 #define ONE_ROW_MAX_K 512
 
 /* Columns per chunk: K split into equal pieces of at most STREAM_CHUNK, whole vectors each. */
@@ -182,26 +184,25 @@ void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K
             block_avx512(y + (size_t)t * N + i, x + (size_t)t * K, w + (size_t)i * K, K, K, N, 1, 1, 0);
 }
 
-/* --- AVX2 + FMA: 8 floats a vector, only 16 registers: blocks of 4 weight rows x 2 input rows
- * (8 accumulators, 4 weight vectors, 1 input vector). */
-#define AVX2_INPUTS 2
-
-/* One step of 8 columns; in the tail step only the columns under mask are loaded. */
-__attribute__((always_inline, target("avx2,fma")))
-static inline void step_avx2(__m256 acc[STREAM_ROWS][AVX2_INPUTS], const float *x, const float *w,
-                             int K, int R, int C, int tail, __m256i mask)
-{
-    __m256 wv[STREAM_ROWS];
-    for (int r = 0; r < R; r++)
-        wv[r] = tail ? _mm256_maskload_ps(w + (size_t)r * K, mask) : _mm256_loadu_ps(w + (size_t)r * K);
-    for (int r = 0; r < R; r++) /* the next block's rows: see the plan above */
-        _mm_prefetch((const char *)(w + (size_t)(r + STREAM_ROWS) * K), _MM_HINT_T0);
-    for (int c = 0; c < C; c++) {
-        __m256 xv = tail ? _mm256_maskload_ps(x + (size_t)c * K, mask) : _mm256_loadu_ps(x + (size_t)c * K);
-        for (int r = 0; r < R; r++)
-            acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
-    }
-}
+/* --- AVX2 + FMA: 8 floats a vector, only 16 registers. A tile of R weight rows x C input rows
+ * keeps R C accumulators; each step of 8 columns loads R + C vectors for R C multiply-adds, and
+ * the two load ports, not the two multiply-add units, bound the small tiles. The tiles, by row
+ * length K and batch T (each the best of 1 x 4, 2 x 4, 3 x 4, 4 x 2, 4 x 3 where it is used:
+ * bench/NOTES.md, AVX2 tiles):
+ *   long rows (K > 512), T >= 6 (T >= 4 for rows over one chunk): 3 x 4, 12 accumulators,
+ *     7 loads for 12 multiply-adds, ahead by a fifth at T = 8 and a quarter at T = 16;
+ *   long rows, smaller T: 4 x 2 (8 accumulators, 6 loads for 8), 3-8% ahead there;
+ *   short rows, T <= 4: 1 x T, one weight row after the other, a single stream as at T = 1
+ *     (4 streams a row length apart lost a fifth to a third at K = 288);
+ *   short rows, T > 4: 4 x 2;
+ *   T = 1: one row after the other up to K = 1024; 4 x 1 above, 10-13% faster at K = 2048. */
+#define AVX2_WIDE_ROWS 3      /* weight rows of a wide tile (3 x 4) */
+#define AVX2_WIDE_INPUTS 4    /* its input rows; also those of a one-row tile (1 x 4) */
+#define AVX2_PAIR_ROWS 4      /* weight rows of a 4 x 2 tile */
+#define AVX2_WIDE_MIN_K 513   /* rows of at least this many columns are long */
+#define AVX2_WIDE_MIN_T 6     /* long rows: 3 x 4 tiles from this T on (4 above one chunk), 4 x 2 below */
+#define AVX2_ONE_ROW_MAX_T 4  /* short rows: one row at a time up to this T, 4 x 2 above */
+#define AVX2_GEMV_MAX_K 1024  /* T = 1: one row after the other up to here, 4 x 1 tiles above */
 
 /* The four sums of a, b, c, d as one vector (a tree of horizontal adds). */
 __attribute__((always_inline, target("avx2,fma")))
@@ -211,22 +212,46 @@ static inline __m128 sum4_avx2(__m256 a, __m256 b, __m256 c, __m256 d)
     return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
-/* As block_avx512. */
+/* One step of 8 columns of an R x C tile (see tile_avx2): the R weight vectors are loaded and
+ * held, each input vector loaded once and met by all of them; in the tail step only the
+ * columns under mask are loaded. */
 __attribute__((always_inline, target("avx2,fma")))
-static inline void block_avx2(float *y, const float *x, const float *w, int len, int K, int N, int R, int C,
-                              int add)
+static inline void tile_step_avx2(__m256 acc[AVX2_PAIR_ROWS][AVX2_WIDE_INPUTS], const float *x, const float *w,
+                                  int K, int R, int C, int tail, __m256i mask)
 {
-    __m256 acc[STREAM_ROWS][AVX2_INPUTS];
+    __m256 wv[AVX2_PAIR_ROWS];
+    for (int r = 0; r < R; r++)
+        wv[r] = tail ? _mm256_maskload_ps(w + (size_t)r * K, mask) : _mm256_loadu_ps(w + (size_t)r * K);
+    for (int c = 0; c < C; c++) {
+        __m256 xv = tail ? _mm256_maskload_ps(x + (size_t)c * K, mask) : _mm256_loadu_ps(x + (size_t)c * K);
+        for (int r = 0; r < R; r++)
+            acc[r][c] = _mm256_fmadd_ps(wv[r], xv, acc[r][c]);
+    }
+}
+
+/* y[c][r] (+)= sum over `len` columns of W[r][j] x[c][j], r < R weight rows, c < C input rows;
+ * y points at y[t0][i0], x at x[t0][j0], w at W[i0][j0], rows K floats apart; add: accumulate
+ * into y (the chunks after the first). prefetch: also ask for the same columns of the next R
+ * rows, on every step (see the plan at the top). R and C are constants after inlining, so the
+ * loops unroll and the accumulators stay in registers. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void tile_avx2(float *y, const float *x, const float *w, int len, int K, int N, int R, int C,
+                             int add, int prefetch)
+{
+    __m256 acc[AVX2_PAIR_ROWS][AVX2_WIDE_INPUTS];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++)
             acc[r][c] = _mm256_setzero_ps();
     int j = 0;
-    for (; j + 8 <= len; j += 8)
-        step_avx2(acc, x + j, w + j, K, R, C, 0, _mm256_setzero_si256());
+    for (; j + 8 <= len; j += 8) {
+        if (prefetch)
+            for (int r = 0; r < R; r++)
+                _mm_prefetch((const char *)(w + (size_t)(r + R) * K + j), _MM_HINT_T0);
+        tile_step_avx2(acc, x + j, w + j, K, R, C, 0, _mm256_setzero_si256());
+    }
     if (j < len) {
         __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(len - j), lanes);
-        step_avx2(acc, x + j, w + j, K, R, C, 1, mask);
+        tile_step_avx2(acc, x + j, w + j, K, R, C, 1, _mm256_cmpgt_epi32(_mm256_set1_epi32(len - j), lanes));
     }
     for (int c = 0; c < C; c++) {
         float *yc = y + (size_t)c * N;
@@ -263,31 +288,59 @@ static void gemv_avx2(float *y, const float *x, const float *w, int K, int n0, i
     }
 }
 
+/* The tile's R and C as constants, so that each shape gets its own unrolled copy. */
+#define TILE(RR, CC) tile_avx2(yt, xt, wi, len, K, N, RR, CC, add, prefetch)
+
+/* All T input rows against the R weight rows at wi (columns [j0, j0 + len); y, x and wi point
+ * at column j0 of row 0), in groups of C input rows; prefetch: the next R rows meanwhile. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void rows_avx2(float *y, const float *x, const float *wi, int T, int len, int K, int N, int R,
+                             int add, int prefetch)
+{
+    int C = R == AVX2_PAIR_ROWS ? 2 : AVX2_WIDE_INPUTS;
+    for (int t = 0; t < T; t += C) {
+        float *yt = y + (size_t)t * N;
+        const float *xt = x + (size_t)t * K;
+        int c = T - t < C ? T - t : C;
+        if (R == AVX2_PAIR_ROWS)
+            c == 1 ? TILE(AVX2_PAIR_ROWS, 1) : TILE(AVX2_PAIR_ROWS, 2);
+        else if (R == AVX2_WIDE_ROWS)
+            c == 1 ? TILE(AVX2_WIDE_ROWS, 1) : c == 2 ? TILE(AVX2_WIDE_ROWS, 2)
+                   : c == 3 ? TILE(AVX2_WIDE_ROWS, 3) : TILE(AVX2_WIDE_ROWS, 4);
+        else
+            c == 1 ? TILE(1, 1) : c == 2 ? TILE(1, 2) : c == 3 ? TILE(1, 3) : TILE(1, 4);
+    }
+}
+#undef TILE
+
 /* x (T, K), W (N, K), y (T, N); output rows [n0, n1). T, K >= 1. */
 __attribute__((target("avx2,fma")))
 void matmul_stream_avx2(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
 {
-    if (T == 1) {
+    if (T == 1 && K <= AVX2_GEMV_MAX_K) {
         gemv_avx2(y, x, w, K, n0, n1);
         return;
     }
-    int chunk = stream_chunk(K), i = n0;
-    for (; i + STREAM_ROWS <= n1; i += STREAM_ROWS)
+    int R = AVX2_PAIR_ROWS; /* the tile: see the top of this section */
+    if (K < AVX2_WIDE_MIN_K && T <= AVX2_ONE_ROW_MAX_T)
+        R = 1;
+    else if (K >= AVX2_WIDE_MIN_K && (T >= AVX2_WIDE_MIN_T || (T >= 4 && K > STREAM_CHUNK)))
+        R = AVX2_WIDE_ROWS;
+    const int chunk = stream_chunk(K);
+    int i = n0;
+    for (; i + R <= n1; i += R)
         for (int j = 0; j < K; j += chunk) {
-            int len = K - j < chunk ? K - j : chunk, add = j > 0;
+            int len = K - j < chunk ? K - j : chunk, add = j > 0, next = i + 2 * R <= n1;
             const float *wi = w + (size_t)i * K + j;
-            for (int t = 0; t < T; t += AVX2_INPUTS) {
-                float *yt = y + (size_t)t * N + i;
-                const float *xt = x + (size_t)t * K + j;
-                if (T - t == 1)
-                    block_avx2(yt, xt, wi, len, K, N, 4, 1, add);
-                else
-                    block_avx2(yt, xt, wi, len, K, N, 4, 2, add);
-            }
+            if (R == AVX2_PAIR_ROWS)
+                rows_avx2(y + i, x + j, wi, T, len, K, N, AVX2_PAIR_ROWS, add, next);
+            else if (R == AVX2_WIDE_ROWS)
+                rows_avx2(y + i, x + j, wi, T, len, K, N, AVX2_WIDE_ROWS, add, next);
+            else
+                rows_avx2(y + i, x + j, wi, T, len, K, N, 1, add, next);
         }
-    for (; i < n1; i++)
-        for (int t = 0; t < T; t++)
-            block_avx2(y + (size_t)t * N + i, x + (size_t)t * K, w + (size_t)i * K, K, K, N, 1, 1, 0);
+    for (; i < n1; i++) /* the rows left over */
+        rows_avx2(y + i, x, w + (size_t)i * K, T, K, K, N, 1, 0, 0);
 }
 
 #endif /* KERNELS_X86 */

@@ -73,7 +73,7 @@ static inline void step_avx2(__m256i isum[Q8_ROWS][4], const int8_t *x, const in
     for (int r = 0; r < R; r++)
         wv[r] = half ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(w + (size_t)r * K)))
                      : _mm256_loadu_si256((const __m256i *)(w + (size_t)r * K));
-    if (Q8_PREFETCH && (j & 63) == 0) /* as block32_avx2 */
+    if (Q8_PREFETCH && (j & 63) == 0) /* the same columns of a later block's rows */
         for (int r = 0; r < R; r++)
             _mm_prefetch((const char *)(w + (size_t)(r + Q8_PREFETCH * R) * K), _MM_HINT_T0);
     for (int c = 0; c < C; c++) {
@@ -114,24 +114,9 @@ static inline void block32_avx2(float *y, const int8_t *x, const float *xs, cons
             for (int r = 0; r < R; r++)
                 for (int c = 0; c < C; c++)
                     isum[r][c] = _mm256_setzero_si256();
-            for (int j = p; j < end; j += 32) {
-                __m256i wv[Q8_ROWS];
-                for (int r = 0; r < R; r++)
-                    wv[r] = _mm256_loadu_si256((const __m256i *)(w + (size_t)r * K + j));
-                if (Q8_PREFETCH && (j & 63) == 0) /* the same columns of a later block's rows */
-                    for (int r = 0; r < R; r++)
-                        _mm_prefetch((const char *)(w + (size_t)(r + Q8_PREFETCH * R) * K + j), _MM_HINT_T0);
-                for (int c = 0; c < C; c++) {
-                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * K + j));
-                    for (int r = 0; r < R; r++)
-                        isum[r][c] = _mm256_add_epi32(isum[r][c], dot_avx2(wv[r], xv));
-                }
-            }
-            for (int r = 0; r < R; r++)
-                for (int c = 0; c < C; c++)
-                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]),
-                                                _mm256_set1_ps(ws[(size_t)r * G + g] * xs[(size_t)c * G + g]),
-                                                acc[r][c]);
+            for (int j = p; j < end; j += 32)
+                step_avx2(isum, x + j, w + j, j, K, R, C, 0);
+            flush_avx2(acc, isum, xs, ws, G, g, R, C);
         }
     for (int c = 0; c < C; c++)
         for (int r = 0; r < R; r++)

@@ -250,8 +250,9 @@ static void test_dispatcher(void **state)
     }
 }
 
-/* matmul_many and matmul_swiglu: products of one input in one parallel region, each thread on its
- * slice of every product. Against the reference for small (one thread) and split shapes, with
+/* matmul_many and matmul_swiglu: products of one input in one parallel region, the threads claiming
+ * chunks of every product's rows (1001 rows on 3 threads: 7 chunks, the last short; a row left
+ * out keeps its sentinel). Against the reference for small (one thread) and split shapes, with
  * products of different N (query 1001 rows, key and value 333 as with grouped-query heads). */
 static void test_grouped_products(void **state)
 {

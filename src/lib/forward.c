@@ -123,16 +123,6 @@ static void rope(float *v, int n_heads, int head_size, const float *cos_row, con
     }
 }
 
-/* Plain C compiled for several instruction sets, the best picked when the program loads (GCC's
- * target clones, an ifunc: x86-64 with glibc). The default build targets baseline x86-64, whose
- * 4-wide vectors leave attention several times slower than AVX2/AVX-512 (bench/NOTES.md,
- * forward). */
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__)
-#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
 /* Causal attention of one query head at position p over the cached positions 0..p of its kv head:
  * q (HS), keys and values (n_ctx, HS), out (HS), scores (p + 1) scratch.
  *   scores[t] = q . keys[t] / sqrt(HS);  softmax(scores);  out = sum_t scores[t] values[t]
@@ -168,6 +158,7 @@ static void forward_rows(const Model *m, ForwardState *s, int T, double attentio
     const int D = c->dim, H = c->hidden_dim, KVD = model_kv_dim(c), HS = model_head_size(c);
     const int NH = c->n_heads, KVH = c->n_kv_heads, kv_mul = NH / KVH; /* query heads per kv head */
     const int threads = s->threads;
+    (void)attention_work; /* read only by the attention's parallel pragma */
     const ForwardRow *rows = s->rows;
     QuantScratch *qs = &s->qs; /* the input of an int8 product, quantized */
 

@@ -34,6 +34,18 @@ double now_seconds(void);
 
 /* threads if > 0, else OpenMP's default (lx_threads_default); always >= 1. */
 int threads_resolve(int threads);
+/* True inside an active OpenMP parallel region (a nested one then gets a single thread). */
+int threads_in_parallel(void);
+
+/* Plain C compiled for several instruction sets, the best picked when the program loads (GCC's
+ * target clones, an ifunc: x86-64 with glibc). The default build targets baseline x86-64, whose
+ * 4-wide vectors leave the loops they mark several times slower than AVX2/AVX-512 (bench/NOTES.md,
+ * forward). */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
 
 /* Allocate n * size bytes, zeroed, 64-byte aligned; NULL on overflow or failure. Free with free(). */
 void *alloc_zeroed(size_t n, size_t size);
@@ -309,8 +321,9 @@ int forward_reference(const Model *m, ReferenceState *s, const int *tokens, int 
 
 
 /* y (T, N) = x (T, K) W^T, W (N, K); T, K, N >= 1. On `threads` threads (0: the default), each
- * taking a slice of W's rows; picks the kernel by T. BLAS, when used, is called from each thread
- * on its slice, so a threaded BLAS should be pinned to one thread (lx_blas_single_thread). */
+ * taking chunks of W's rows (BLAS: one slice each); picks the kernel by T. BLAS, when used, is
+ * called from each thread on its slice, so a threaded BLAS should be pinned to one thread
+ * (lx_blas_single_thread). */
 void matmul(float *y, const float *x, const float *w, int T, int K, int N, int threads);
 
 /* Several products of one input, y_i (T, N_i) = x (T, K) W_i^T (the query, key and value
@@ -331,7 +344,7 @@ void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const fl
 /* The same three over a Weight of either format (the forward's products): an fp32 W as above; a
  * Q8_0 W multiplies the input quantized per group as runq.c does (quantize_q8, once per call for
  * all its products, into qs, which must hold T K values and T K / group_size scales), each thread
- * running matmul_q8_slice on its slice. The products of one call share one format and group
+ * running matmul_q8_slice on its chunks. The products of one call share one format and group
  * size. qs may be NULL when W is fp32. */
 typedef struct {
     float *y;

@@ -5,7 +5,7 @@
  *
  * Shapes: x (T, K) holds T input rows, W (N, K) one row per output, y (T, N) = x W^T, that is
  * y[t][i] = sum_j W[i][j] x[t][j]. Every kernel below works on the output rows [n0, n1), so the
- * dispatcher can hand each thread a contiguous slice of W.
+ * dispatcher can hand each thread contiguous chunks of W.
  *
  * Why two fast kernels. For small T (decode is T = 1, ME's catch-up T = 2..8) the product is
  * memory-bound: each weight is used T times per load, and the weights (tens to hundreds of MB) do
@@ -236,12 +236,43 @@ static void swiglu_columns(float *g, const float *u, int T, int N, int n0, int n
         }
 }
 
-/* The products p[0..n) of one input, each thread taking a contiguous slice of every product's
- * output rows (its own part of each W, so the threads never share a weight), all in one
- * parallel region: a fork and join costs about as much as streaming 100 KB, and a 15M-shape
- * layer has seven products of 330 to 900 KB. With gate (SwiGLU), p[0] and p[1] have the same N
- * and p[0].y becomes silu(p[0].y) * p[1].y, each thread gating the columns it computed.
+/* How threads share a product's output rows. A fixed slice per thread leaves one waiting at the
+ * end whenever the other ran slower (a busy neighbour, a core served by memory a little later):
+ * up to a tenth of a decode step on this 2-core host (bench/NOTES.md, chunked rows). So the
+ * streaming products hand out chunks from a shared counter instead, each what is left over the
+ * thread count: long sequential runs of weights first, short ones at the end to even the threads
+ * out. The chunks' bounds depend only on N and the thread count, never on timing, so neither do
+ * the results. BLAS keeps one slice per thread: each call repacks its input. */
+#define CHUNK_MIN_ROWS 64 /* the smallest chunk (the last may be shorter) */
+
+/* Claims the next chunk [*n0, *n1) of a product of N rows from *next; 0 when none is left. */
+static int claim_rows(atomic_int *next, int N, int slices, int fixed_slices, int *n0, int *n1)
+{
+    int at = atomic_load_explicit(next, memory_order_relaxed);
+    for (;;) {
+        if (at >= N)
+            return 0;
+        int len = fixed_slices ? (N + slices - 1) / slices : (N - at) / slices;
+        if (!fixed_slices && len < CHUNK_MIN_ROWS)
+            len = CHUNK_MIN_ROWS;
+        len = (len + SLICE_ALIGN - 1) / SLICE_ALIGN * SLICE_ALIGN;
+        int end = len < N - at ? at + len : N;
+        if (atomic_compare_exchange_weak_explicit(next, &at, end, memory_order_relaxed, memory_order_relaxed)) {
+            *n0 = at;
+            *n1 = end;
+            return 1;
+        }
+    }
+}
+
+/* The products p[0..n) (n <= MAX_PRODUCTS) of one input, all in one parallel region: a fork and
+ * join costs about as much as streaming 100 KB, and a 15M-shape layer has seven products of 330
+ * to 900 KB. Each chunk of a product's output rows goes to one thread, so the threads never share
+ * a weight; a thread done with one product goes on to the next. With gate (SwiGLU), p[0] and
+ * p[1] have the same N and are run on the same chunks, and p[0].y becomes silu(p[0].y) * p[1].y,
+ * each thread gating the columns it computed.
  * Q8_0 weights: the input is quantized once, before the threads start, for all the products. */
+#define MAX_PRODUCTS 8
 static void run_products(const float *x, int T, int K, const WeightProduct *p, int n, int gate, QuantScratch *qs,
                          int threads)
 {
@@ -255,19 +286,23 @@ static void run_products(const float *x, int T, int K, const WeightProduct *p, i
         weights += (double)p[i].N * K;
     if (weights < PARALLEL_MIN_WEIGHTS && T * weights < PARALLEL_MIN_WORK)
         slices = 1;
+    atomic_int next[MAX_PRODUCTS];
+    for (int i = 0; i < n; i++)
+        atomic_init(&next[i], 0);
+    int fixed_slices = use_blas || slices == 1;
 #ifdef _OPENMP /* (only to keep -Wunknown-pragmas quiet in builds without OpenMP) */
-#pragma omp parallel for schedule(static) num_threads(slices) if (slices > 1)
+#pragma omp parallel num_threads(slices) if (slices > 1)
 #endif
-    for (int s = 0; s < slices; s++)
-        for (int i = 0; i < n; i++) {
-            int rows = (p[i].N + slices - 1) / slices;
-            rows = (rows + SLICE_ALIGN - 1) / SLICE_ALIGN * SLICE_ALIGN;
-            int n0 = s * rows < p[i].N ? s * rows : p[i].N, n1 = n0 + rows < p[i].N ? n0 + rows : p[i].N;
-            if (n0 < n1)
-                product_slice(&p[i], x, qs, T, K, n0, n1, use_blas);
-            if (gate && i == 1 && n0 < n1)
+    for (int i = 0; i < n; i += gate ? 2 : 1) {
+        int n0, n1;
+        while (claim_rows(&next[i], p[i].N, slices, fixed_slices, &n0, &n1)) {
+            product_slice(&p[i], x, qs, T, K, n0, n1, use_blas);
+            if (gate) {
+                product_slice(&p[1], x, qs, T, K, n0, n1, use_blas);
                 swiglu_columns(p[0].y, p[1].y, T, p[0].N, n0, n1);
+            }
         }
+    }
 }
 
 void matmul_weight(float *y, const float *x, Weight w, int T, int K, int N, QuantScratch *qs, int threads)
@@ -278,7 +313,8 @@ void matmul_weight(float *y, const float *x, Weight w, int T, int K, int N, Quan
 
 void matmul_weight_many(const float *x, int T, int K, const WeightProduct *p, int n, QuantScratch *qs, int threads)
 {
-    run_products(x, T, K, p, n, 0, qs, threads);
+    for (int i = 0; i < n; i += MAX_PRODUCTS)
+        run_products(x, T, K, p + i, n - i < MAX_PRODUCTS ? n - i : MAX_PRODUCTS, 0, qs, threads);
 }
 
 void matmul_weight_swiglu(float *h, float *u, const float *x, Weight w1, Weight w3, int T, int K, int H,
@@ -298,8 +334,8 @@ void matmul(float *y, const float *x, const float *w, int T, int K, int N, int t
 
 void matmul_many(const float *x, int T, int K, const Product *p, int n, int threads)
 {
-    enum { GROUP = 8 };
-    for (int i = 0; i < n; i += GROUP) { /* in groups of 8 products per parallel region */
+    enum { GROUP = MAX_PRODUCTS };
+    for (int i = 0; i < n; i += GROUP) { /* in groups of MAX_PRODUCTS per parallel region */
         WeightProduct wp[GROUP];
         int m = n - i < GROUP ? n - i : GROUP;
         for (int j = 0; j < m; j++)

@@ -139,18 +139,34 @@ static int sample_mult(const float *probs, int n, float coin)
 
 /* Vocabularies at least this large take their exps on all threads. */
 #define SOFTMAX_PARALLEL_MIN 4096
+/* The max is taken in this many independent lanes (a vector), not one dependent chain. */
+#define MAX_LANES 8
 
 /* out (n) = softmax(logits / T) with run.c's float operations in run.c's order: divide, subtract
  * the max (so exp never overflows), exp, sum in float in index order, divide by the sum. If the
  * scaled logits are not finite (T so small that logit / T overflows, or all logits -inf) run.c
- * would produce NaNs; we take the limit T -> 0 instead, the one-hot at the argmax. */
+ * would produce NaNs; we take the limit T -> 0 instead, the one-hot at the argmax.
+ * The max in lanes is run.c's max: every lane starts at out[0] and takes only larger values, so
+ * NaNs are skipped unless out[0] is one, as in run.c's loop; a lane may hold -0 where run.c has
+ * +0 or the reverse, which changes no out[i] - max. None of these loops has a product to fuse
+ * into a multiply-add, so the vector clones compute what the plain build does. */
+VECTOR_CLONES
 static void softmax_temperature(const float *logits, int n, float temperature, float *out, int threads)
 {
-    (void)threads; /* unused without OpenMP */
     for (int i = 0; i < n; i++)
         out[i] = logits[i] / temperature;
-    float max = out[0];
-    for (int i = 1; i < n; i++)
+    float lane[MAX_LANES];
+    for (int l = 0; l < MAX_LANES; l++)
+        lane[l] = out[0];
+    int i = 0;
+    for (; i + MAX_LANES <= n; i += MAX_LANES)
+        for (int l = 0; l < MAX_LANES; l++)
+            lane[l] = out[i + l] > lane[l] ? out[i + l] : lane[l];
+    float max = lane[0];
+    for (int l = 1; l < MAX_LANES; l++)
+        if (lane[l] > max)
+            max = lane[l];
+    for (; i < n; i++)
         if (out[i] > max)
             max = out[i];
     if (!isfinite(max)) {
@@ -160,15 +176,24 @@ static void softmax_temperature(const float *logits, int n, float temperature, f
         return;
     }
     /* The exps are independent, so they may go to the cores (32000 of them are most of the 160
-     * us a sample took with one thread); the sum stays sequential, as run.c adds. */
-    #pragma omp parallel for schedule(static) num_threads(threads) if (n >= SOFTMAX_PARALLEL_MIN)
-    for (int i = 0; i < n; i++)
-        out[i] = expf(out[i] - max);
+     * us a sample took with one thread); the sum stays sequential, as run.c adds. On one thread
+     * (or inside a parallel region, the batch's draws) it is added as the exps come, where its
+     * chain of dependent adds costs nothing extra. */
     float sum = 0.0f;
-    for (int i = 0; i < n; i++)
-        sum += out[i];
-    for (int i = 0; i < n; i++)
-        out[i] /= sum;
+    if (n >= SOFTMAX_PARALLEL_MIN && threads > 1 && !threads_in_parallel()) {
+        #pragma omp parallel for schedule(static) num_threads(threads)
+        for (int j = 0; j < n; j++)
+            out[j] = expf(out[j] - max);
+        for (int j = 0; j < n; j++)
+            sum += out[j];
+    } else {
+        for (int j = 0; j < n; j++) {
+            out[j] = expf(out[j] - max);
+            sum += out[j];
+        }
+    }
+    for (int j = 0; j < n; j++)
+        out[j] /= sum;
 }
 
 /* Descending probability; equal probabilities by ascending id, so the order (and S) is a function

@@ -95,6 +95,32 @@ static inline void flush_avx2(__m256 acc[Q8_ROWS][4], __m256i isum[Q8_ROWS][4], 
                                         _mm256_set1_ps(ws[(size_t)r * G + g] * xs[(size_t)c * G + g]), acc[r][c]);
 }
 
+/* The R x C block's float sums and int32 group sums start at zero; y[c][r] gets the lane sum of
+ * acc[r][c]. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void clear_acc_avx2(__m256 acc[Q8_ROWS][4], int R, int C)
+{
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm256_setzero_ps();
+}
+
+__attribute__((always_inline, target("avx2,fma")))
+static inline void clear_sums_avx2(__m256i isum[Q8_ROWS][4], int R, int C)
+{
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++)
+            isum[r][c] = _mm256_setzero_si256();
+}
+
+__attribute__((always_inline, target("avx2,fma")))
+static inline void store_avx2(float *y, int N, __m256 acc[Q8_ROWS][4], int R, int C)
+{
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++)
+            y[(size_t)c * N + r] = sum_avx2(acc[r][c]);
+}
+
 /* y[c][r] = W[r] . x[c] for r < R weight rows, c < C input rows; y points at y[t0][i0], x at
  * xq[t0], w at wq[i0], xs and ws at their rows' scales. gs a multiple of 32. R and C are constants
  * after inlining, so acc stays in registers. */
@@ -104,23 +130,17 @@ static inline void block32_avx2(float *y, const int8_t *x, const float *xs, cons
 {
     int G = K / gs;
     __m256 acc[Q8_ROWS][4];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++)
-            acc[r][c] = _mm256_setzero_ps();
+    clear_acc_avx2(acc, R, C);
     for (int g = 0; g < G; g++)
         for (int p = g * gs; p < (g + 1) * gs; p += Q8_PIECE) {
             int end = p + Q8_PIECE < (g + 1) * gs ? p + Q8_PIECE : (g + 1) * gs;
             __m256i isum[Q8_ROWS][4];
-            for (int r = 0; r < R; r++)
-                for (int c = 0; c < C; c++)
-                    isum[r][c] = _mm256_setzero_si256();
+            clear_sums_avx2(isum, R, C);
             for (int j = p; j < end; j += 32)
                 step_avx2(isum, x + j, w + j, j, K, R, C, 0);
             flush_avx2(acc, isum, xs, ws, G, g, R, C);
         }
-    for (int c = 0; c < C; c++)
-        for (int r = 0; r < R; r++)
-            y[(size_t)c * N + r] = sum_avx2(acc[r][c]);
+    store_avx2(y, N, acc, R, C);
 }
 
 /* As block32_avx2 for gs = 32 m + 16 <= Q8_PIECE (16, 48, 80, ...; the 15M shape's default 48).
@@ -135,15 +155,11 @@ static inline void block16_avx2(float *y, const int8_t *x, const float *xs, cons
 {
     int G = K / gs, m = gs / 32;
     __m256 acc[Q8_ROWS][4];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++)
-            acc[r][c] = _mm256_setzero_ps();
+    clear_acc_avx2(acc, R, C);
     for (int g = 0; g < G; g += 2) {
         int p = g * gs, mid = p + 32 * m; /* the split step */
         __m256i isum[Q8_ROWS][4];
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < C; c++)
-                isum[r][c] = _mm256_setzero_si256();
+        clear_sums_avx2(isum, R, C);
         for (int j = p; j < mid; j += 32)
             step_avx2(isum, x + j, w + j, j, K, R, C, 0);
         if (g + 1 == G) {
@@ -152,9 +168,7 @@ static inline void block16_avx2(float *y, const int8_t *x, const float *xs, cons
             break;
         }
         __m256i split[Q8_ROWS][4];
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < C; c++)
-                split[r][c] = _mm256_setzero_si256();
+        clear_sums_avx2(split, R, C);
         step_avx2(split, x + mid, w + mid, mid, K, R, C, 0);
         for (int r = 0; r < R; r++)
             for (int c = 0; c < C; c++) {
@@ -167,9 +181,7 @@ static inline void block16_avx2(float *y, const int8_t *x, const float *xs, cons
             step_avx2(split, x + j, w + j, j, K, R, C, 0);
         flush_avx2(acc, split, xs, ws, G, g + 1, R, C);
     }
-    for (int c = 0; c < C; c++)
-        for (int r = 0; r < R; r++)
-            y[(size_t)c * N + r] = sum_avx2(acc[r][c]);
+    store_avx2(y, N, acc, R, C);
 }
 
 /* As block32_avx2 for gs = 4: int32 lane l of the 32 values at j is group j/4 + l, so the lanes
@@ -181,9 +193,7 @@ static inline void block4_avx2(float *y, const int8_t *x, const float *xs, const
 {
     int G = K / 4, j = 0;
     __m256 acc[Q8_ROWS][4];
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++)
-            acc[r][c] = _mm256_setzero_ps();
+    clear_acc_avx2(acc, R, C);
     for (; j + 32 <= K; j += 32) {
         __m256i wv[Q8_ROWS];
         for (int r = 0; r < R; r++)

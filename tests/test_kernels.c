@@ -25,7 +25,10 @@
 
 static const int odd_sizes[] = {1, 3, 7, 17, 33, 65, 257, 1031}; /* 1031: over one chunk */
 #define N_ODD (int)(sizeof odd_sizes / sizeof odd_sizes[0])
-#define MAX_T 20
+#define MAX_T 37
+/* Batches checked: every T up to 20, then two past blocks of 16 (the AVX2 outer products). */
+static const int batches[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 31, MAX_T};
+#define N_BATCHES (int)(sizeof batches / sizeof batches[0])
 
 static float uniform(uint64_t *state)
 {
@@ -82,7 +85,7 @@ static void assert_close(float got, float want, float eps)
 
 typedef void SliceKernel(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
 
-/* One kernel against matmul_reference for every T in 1..MAX_T and every K, N in odd_sizes, on the
+/* One kernel against matmul_reference for every T in batches and every K, N in odd_sizes, on the
  * whole range of output rows and (if also_slice) on a slice that starts and ends off any block
  * boundary. */
 static void check_against_reference(SliceKernel *kernel, const char *name, int also_slice)
@@ -99,7 +102,8 @@ static void check_against_reference(SliceKernel *kernel, const char *name, int a
             int slices[2][2] = {{0, N}, {N / 3, N - N / 5}};
             for (int s = 0; s < 1 + also_slice; s++) {
                 int n0 = slices[s][0], n1 = slices[s][1];
-                for (int T = 1; T <= MAX_T; T++) {
+                for (int c = 0; c < N_BATCHES; c++) {
+                    int T = batches[c];
                     for (size_t i = 0; i < (size_t)T * N; i++)
                         y[i] = ref[i] = SENTINEL;
                     matmul_reference(ref, x, w, T, K, N, n0, n1);

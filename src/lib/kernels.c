@@ -175,9 +175,9 @@ int kernels_have_blas(void)
  * against OpenBLAS running its AVX2 kernels (bench/NOTES.md, kernel crossover):
  *   AVX-512: BLAS never wins against the streaming kernel (up to T = 256, 1 and 2 threads); with
  *            a BLAS that has AVX-512 kernels for the CPU, measure again.
- *   AVX2:    with 3 x 4 tiles (kernels_x86.c), the 110M shape's products stream ahead up to
- *            T = 80, level at 96, BLAS ahead from 112; the 15M shape's short rows (288) favour
- *            BLAS by about 5% from T = 64 on. 96 serves the larger members.
+ *   AVX2:    with the outer products from T = 16 on (kernels_x86.c), the 110M shape's matrices
+ *            of one forward take 127 ms at T = 64 against BLAS's 131, and BLAS is ahead from
+ *            T = 96 (180 against 189 ms; 2 threads); the 15M shape's are level at 64 and 96.
  *   Plain C: level at T = 4..5, BLAS ahead from 6 on. */
 #define BLAS_MIN_ROWS_AVX512 INT_MAX
 #define BLAS_MIN_ROWS_AVX2 96

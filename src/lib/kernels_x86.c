@@ -32,7 +32,11 @@
  * (matmul_stream in kernels.c).
  *
  * T = 2..4 with short rows (AVX-512, K <= ONE_ROW_MAX_K): as for T = 1, one weight row after the
- * other (one stream), each dotted with all T inputs; the blocks lose there. */
+ * other (one stream), each dotted with all T inputs; the blocks lose there.
+ *
+ * T >= 16 (AVX2): outer products instead of dot products, see their section: a batch that large
+ * is bound by arithmetic, and a block of 16 input rows by 6 weight rows needs fewer loads per
+ * multiply-add and no horizontal sums. */
 #include "config.h"
 #include "internal.h"
 
@@ -195,7 +199,8 @@ void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K
  *   short rows, T <= 4: 1 x T, one weight row after the other, a single stream as at T = 1
  *     (4 streams a row length apart lost a fifth to a third at K = 288);
  *   short rows, T > 4: 4 x 2;
- *   T = 1: one row after the other up to K = 1024; 4 x 1 above, 10-13% faster at K = 2048. */
+ *   T = 1: one row after the other up to K = 1024; 4 x 1 above, 10-13% faster at K = 2048;
+ *   T >= AVX2_OUTER_MIN_T: none of these, the outer products at the end of this section. */
 #define AVX2_WIDE_ROWS 3      /* weight rows of a wide tile (3 x 4) */
 #define AVX2_WIDE_INPUTS 4    /* its input rows; also those of a one-row tile (1 x 4) */
 #define AVX2_PAIR_ROWS 4      /* weight rows of a 4 x 2 tile */
@@ -313,12 +318,94 @@ static inline void rows_avx2(float *y, const float *x, const float *wi, int T, i
 }
 #undef TILE
 
+/* --- AVX2, T >= AVX2_OUTER_MIN_T: outer products. Past a dozen input rows the product is bound
+ * by how fast values reach the multiply-add units, no longer by memory. The tiles above take a
+ * dot product per (weight row, input row) pair: each step loads R + C vectors, the input rows'
+ * from L2 (a batch does not fit in L1), and each pair ends in a horizontal sum. Here a block of
+ * 16 input rows x 6 weight rows keeps its 96 sums as 12 vectors y[t0..t0 + 16)[i]: a step at
+ * column j loads x[t0..t0 + 16)[j] as two vectors and broadcasts the 6 weights W[i][j], 8 loads
+ * (most from L1) for 12 multiply-adds, and a block needs no horizontal sums. For the two aligned
+ * loads, the 16 input rows are first copied transposed (xT[j][t]), OUTER_CHUNK columns at a time
+ * (48 KB of stack); W is read in place, 6 sequential streams. 1.2-1.4x the tiles at T = 16..64
+ * on the 110M shapes (2x at K = 2048), level with sgemm at T = 64; sgemm is ahead from T = 96,
+ * where BLAS takes over (bench/NOTES.md, outer products). */
+#define OUTER_INPUTS 16  /* input rows per block: two vectors */
+#define OUTER_ROWS 6     /* weight rows per block: 12 accumulators of 16 registers */
+#define OUTER_CHUNK 768  /* columns of the transposed copy: 16 x 768 floats, 48 KB */
+#define AVX2_OUTER_MIN_T 16
+
+/* y[t][i] (+)= sum over len columns of W[i][j] xT[j][t] for the R weight rows at w (rows K apart)
+ * and the first `rows` of the 16 transposed input rows; y points at y[t0][i0]; add: accumulate
+ * (the chunks after the first); prefetch: ask for the next R rows' lines meanwhile, into L2.
+ * R is a constant after inlining. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void outer_block_avx2(float *y, const float *xT, const float *w, int len, int K, int N, int R,
+                                    int rows, int add, int prefetch)
+{
+    __m256 acc[OUTER_ROWS][2];
+    for (int r = 0; r < R; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int j0 = 0; j0 < len; j0 += 16) { /* 16 columns: one cache line of each weight row */
+        if (prefetch)
+            for (int r = 0; r < R; r++)
+                _mm_prefetch((const char *)(w + (size_t)(r + R) * K + j0), _MM_HINT_T1);
+        int j1 = len - j0 < 16 ? len : j0 + 16;
+        for (int j = j0; j < j1; j++) {
+            __m256 lo = _mm256_load_ps(xT + (size_t)j * OUTER_INPUTS);
+            __m256 hi = _mm256_load_ps(xT + (size_t)j * OUTER_INPUTS + 8);
+            for (int r = 0; r < R; r++) {
+                __m256 wv = _mm256_broadcast_ss(w + (size_t)r * K + j);
+                acc[r][0] = _mm256_fmadd_ps(lo, wv, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(hi, wv, acc[r][1]);
+            }
+        }
+    }
+    float sums[OUTER_ROWS][OUTER_INPUTS] __attribute__((aligned(32)));
+    for (int r = 0; r < R; r++) {
+        _mm256_store_ps(sums[r], acc[r][0]);
+        _mm256_store_ps(sums[r] + 8, acc[r][1]);
+    }
+    for (int t = 0; t < rows; t++) /* once per block: the transposed store costs little */
+        for (int r = 0; r < R; r++)
+            y[(size_t)t * N + r] = (add ? y[(size_t)t * N + r] : 0.0f) + sums[r][t];
+}
+
+/* x (T, K), W (N, K), y (T, N); output rows [n0, n1), in blocks of 16 input rows (the last
+ * padded with zeros) by 6 weight rows (the rows left over one at a time). */
+__attribute__((target("avx2,fma")))
+static void outer_avx2(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    float xT[OUTER_CHUNK * OUTER_INPUTS] __attribute__((aligned(32)));
+    int pieces = (K + OUTER_CHUNK - 1) / OUTER_CHUNK, chunk = (K + pieces - 1) / pieces;
+    int prefetch = pieces == 1; /* rows in one chunk gain 5-40%; longer ones lost a fifth (NOTES.md) */
+    for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
+        int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
+        float *yt = y + (size_t)t0 * N;
+        for (int j0 = 0; j0 < K; j0 += chunk) {
+            int len = K - j0 < chunk ? K - j0 : chunk, add = j0 > 0;
+            for (int t = 0; t < OUTER_INPUTS; t++)
+                for (int j = 0; j < len; j++)
+                    xT[j * OUTER_INPUTS + t] = t < rows ? x[(size_t)(t0 + t) * K + j0 + j] : 0.0f;
+            int i = n0;
+            for (; i + OUTER_ROWS <= n1; i += OUTER_ROWS)
+                outer_block_avx2(yt + i, xT, w + (size_t)i * K + j0, len, K, N, OUTER_ROWS, rows, add,
+                                 prefetch && i + 2 * OUTER_ROWS <= n1);
+            for (; i < n1; i++)
+                outer_block_avx2(yt + i, xT, w + (size_t)i * K + j0, len, K, N, 1, rows, add, 0);
+        }
+    }
+}
+
 /* x (T, K), W (N, K), y (T, N); output rows [n0, n1). T, K >= 1. */
 __attribute__((target("avx2,fma")))
 void matmul_stream_avx2(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
 {
     if (T == 1 && K <= AVX2_GEMV_MAX_K) {
         gemv_avx2(y, x, w, K, n0, n1);
+        return;
+    }
+    if (T >= AVX2_OUTER_MIN_T) {
+        outer_avx2(y, x, w, T, K, N, n0, n1);
         return;
     }
     int R = AVX2_PAIR_ROWS; /* the tile: see the top of this section */

@@ -11,7 +11,9 @@
  * every partial term's size) the check is
  *     |y - y_ref| <= (2 G + 16) * FLT_EPSILON * M   (+ FLT_MIN),
  * a bound on rounding only: one swapped pair of scales or a result off by 1e-4 of that sum is far
- * outside it (negative controls below). Data from a fixed-seed xorshift generator. */
+ * outside it (negative controls below). The float path of large batches (matmul_q8_float_slice:
+ * each term rounded, then one float sum of K terms) is held to (K + 2 G + 16) FLT_EPSILON M.
+ * Data from a fixed-seed xorshift generator. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -160,6 +162,7 @@ static void test_quantize_every_isa(void **state)
 
 typedef struct {
     int T, K, N, gs;
+    int float_path; /* checked against the float path's bound */
     int8_t *xq, *wq;
     float *xs, *ws;
     float *y, *ref;
@@ -173,7 +176,7 @@ static void case_make(Case *c, int T, int K, int N, int gs, int data, uint64_t s
 {
     uint64_t rs = seed;
     int G = K / gs;
-    c->T = T, c->K = K, c->N = N, c->gs = gs;
+    c->T = T, c->K = K, c->N = N, c->gs = gs, c->float_path = 0;
     c->xq = xmalloc((size_t)T * K);
     c->wq = xmalloc((size_t)N * K);
     c->xs = xmalloc((size_t)T * G * sizeof(float));
@@ -240,7 +243,7 @@ static double worst_error(const Case *c, const float *y, int n0, int n1)
                 continue;
             }
             assert_true(isfinite(v));
-            double tol = (2.0 * G + 16) * FLT_EPSILON * magnitude(c, t, i) + FLT_MIN;
+            double tol = ((c->float_path ? c->K : 0) + 2.0 * G + 16) * FLT_EPSILON * magnitude(c, t, i) + FLT_MIN;
             double err = fabs((double)v - c->ref[(size_t)t * c->N + i]) / tol;
             worst = err > worst ? err : worst;
         }
@@ -337,6 +340,53 @@ static void test_large_batches(void **state)
     }
 }
 
+/* matmul_q8_float_slice with its input made by q8_transpose_input, as run_products makes it. */
+static void float_path(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T, int K,
+                       int N, int gs, int n0, int n1)
+{
+    float *xt = xmalloc((size_t)(T + 15) / 16 * 16 * K * sizeof(float));
+    q8_transpose_input(xt, xq, xs, T, K, gs);
+    matmul_q8_float_slice(y, xt, wq, ws, T, K, N, gs, n0, n1);
+    free(xt);
+}
+
+/* The float path of large batches, on every instruction set (the vector one where the CPU has
+ * it, the plain loops otherwise): awkward shapes, 1 to 3 blocks of 16 rows, slices, extreme
+ * values; and its bound must still catch a result off by 1e-4 of its magnitude. */
+static void test_float_path(void **state)
+{
+    (void)state;
+    static const int batches[] = {16, 17, 33, 40};
+    for (int k = 0; k < N_ISAS; k++) {
+        if (!kernels_isa_available(isas[k].isa))
+            continue;
+        kernels_set_isa(isas[k].isa);
+        for (int s = 0; s < N_SHAPES; s++)
+            for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+                Case c;
+                int N = 19; /* 3 blocks of 6 and a row left over */
+                case_make(&c, batches[b], shapes[s][0], N, shapes[s][1], DATA_RANDOM, 700 + 7 * s + b);
+                c.float_path = 1;
+                assert_true(run_case(&c, float_path, 0, N) <= 1.0);
+                assert_true(run_case(&c, float_path, 5, 13) <= 1.0);
+                assert_true(run_case(&c, float_path, 4, 4) <= 1.0);
+                case_free(&c);
+                case_make(&c, batches[b], shapes[s][0], N, shapes[s][1], DATA_EXTREME, 8);
+                c.float_path = 1;
+                if (shapes[s][0] <= 256)
+                    assert_true(run_case(&c, float_path, 0, N) <= 1.0);
+                case_free(&c);
+            }
+        Case c;
+        case_make(&c, 17, 768, 8, 64, DATA_RANDOM, 77);
+        c.float_path = 1;
+        assert_true(run_case(&c, float_path, 0, 8) <= 1.0);
+        c.y[5] += (float)(1e-4 * magnitude(&c, 0, 5));
+        assert_true(worst_error(&c, c.y, 0, 8) > 1.0);
+        case_free(&c);
+    }
+}
+
 /* The portable kernel on its own (the vector kernels hand it the group sizes they skip). */
 static void test_generic(void **state)
 {
@@ -415,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_quantize_every_isa),
         cmocka_unit_test_teardown(test_every_isa, restore_defaults),
         cmocka_unit_test_teardown(test_large_batches, restore_defaults),
+        cmocka_unit_test_teardown(test_float_path, restore_defaults),
         cmocka_unit_test(test_generic),
         cmocka_unit_test(test_batch_equals_rows),
         cmocka_unit_test(test_tolerance_catches_errors),

@@ -37,8 +37,9 @@ void forward_state_free(ForwardState *s)
     free(s->rows);
     free(s->qs.q);
     free(s->qs.s);
+    free(s->qs.t);
     s->rows = NULL;
-    s->qs = (QuantScratch){NULL, NULL};
+    s->qs = (QuantScratch){NULL, NULL, NULL};
     s->n_ctx = s->max_batch = 0;
 }
 
@@ -78,8 +79,10 @@ static int state_init(ForwardState *s, const ModelConfig *c, int n_ctx, int max_
     }
     /* the quantized input of an int8 product: at most B rows of max(D, H), group size >= 1 */
     size_t widest = D > H ? D : H;
+    size_t blocks = (B + 15) / 16 * 16; /* the float copy of large batches: whole blocks of 16 rows */
     if (scratch && (!(s->rows = calloc(B, sizeof *s->rows)) || !(s->qs.q = alloc_zeroed(B, widest)) ||
-                    !(s->qs.s = alloc_zeroed(B, widest * sizeof(float))))) {
+                    !(s->qs.s = alloc_zeroed(B, widest * sizeof(float))) ||
+                    !(s->qs.t = alloc_zeroed(blocks, widest * sizeof(float))))) {
         forward_state_free(s);
         return fail(err, LX_ERR_MEMORY, "out of memory for the run state (context %d, batch %d)", n_ctx, max_batch);
     }

@@ -103,6 +103,7 @@ typedef struct {
 typedef struct {
     int8_t *q; /* (T, K) */
     float *s;  /* (T, K / group_size) */
+    float *t;  /* (T rounded up to 16, K), or NULL: the float path's input (q8_transpose_input) */
 } QuantScratch;
 
 /* Rows [row, ...) of w (rows of K): the matrix starting at that row. */
@@ -236,7 +237,8 @@ struct ForwardState {
     float *att; /* (max_batch, NH, n_ctx) attention scores */
     float *rope_cos, *rope_sin; /* (n_ctx, HS/2) rotary tables */
     ForwardRow *rows;           /* (max_batch) the rows of the chunk being run */
-    QuantScratch qs;            /* (max_batch, max(D, H)) an int8 product's quantized input */
+    QuantScratch qs;            /* (max_batch, max(D, H)) an int8 product's quantized input (and its
+                                 * float copy for large batches) */
 };
 
 /* Allocate a state for up to n_ctx positions (0 means the model's seq_len) and batches of up to
@@ -344,7 +346,8 @@ void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const fl
 /* The same three over a Weight of either format (the forward's products): an fp32 W as above; a
  * Q8_0 W multiplies the input quantized per group as runq.c does (quantize_q8, once per call for
  * all its products, into qs, which must hold T K values and T K / group_size scales), each thread
- * running matmul_q8_slice on its chunks. The products of one call share one format and group
+ * running matmul_q8_slice on its chunks; from q8_float_min_rows() rows on, when qs->t is there
+ * (room for T rounded up to 16 rows of K), matmul_q8_float_slice on its float copy instead. The products of one call share one format and group
  * size. qs may be NULL when W is fp32. */
 typedef struct {
     float *y;
@@ -436,6 +439,16 @@ void matmul_q8_slice(float *y, const int8_t *xq, const float *xs, const int8_t *
                      int T, int K, int N, int gs, int n0, int n1);
 const char *kernels_q8_name(void); /* e.g. "avx2", "avx512-vnni", "generic" */
 
+/* Large batches as floats (AVX2 only, from q8_float_min_rows() rows on; INT_MAX where there is
+ * no such path): the quantized input dequantized and transposed once per product, xt[b][j][r] =
+ * xq[16 b + r][j] xs[16 b + r][j / gs] (rows past T zero; xt holds ceil(T / 16) 16 K floats), then
+ * each thread multiplies it by its weight rows, dequantized 6 at a time. The same terms as the
+ * reference up to rounding, with one float sum over K terms (kernels_q8_x86.c). */
+int q8_float_min_rows(void);
+void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs);
+void matmul_q8_float_slice(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
+                           int n0, int n1);
+
 /* The portable kernel (matmul_q8_slice's contract without tiling; also the vector kernels' path
  * for group sizes they do not take). */
 void matmul_q8_generic(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T, int K,
@@ -454,6 +467,8 @@ void matmul_q8_avx512_vnni(float *y, const int8_t *xq, const float *xs, const in
 int q8_avx512_available(void);
 int q8_avx512_vnni_available(void);
 void quantize_q8_avx2(int8_t *xq, float *xs, const float *x, int T, int K, int gs); /* gs % 8 == 0 */
+void matmul_q8_float_avx2(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
+                          int n0, int n1);
 #endif
 
 /* ============================== tokenizer =================================================== */

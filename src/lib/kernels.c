@@ -215,10 +215,12 @@ void kernels_set_blas_min_rows(int rows)
 /* Output rows [n0, n1) of p's product on one thread: fp32 by BLAS or the streaming kernel; Q8_0
  * on the input already quantized into qs. */
 static void product_slice(const WeightProduct *p, const float *x, const QuantScratch *qs, int T, int K, int n0,
-                          int n1, int use_blas)
+                          int n1, int use_blas, int q8_float)
 {
     const Weight *w = &p->w;
-    if (w->type == WEIGHT_Q8_0)
+    if (w->type == WEIGHT_Q8_0 && q8_float)
+        matmul_q8_float_slice(p->y, qs->t, w->q, w->s, T, K, p->N, w->group_size, n0, n1);
+    else if (w->type == WEIGHT_Q8_0)
         matmul_q8_slice(p->y, qs->q, qs->s, w->q, w->s, T, K, p->N, w->group_size, n0, n1);
     else if (use_blas)
         matmul_blas(p->y, x, w->f, T, K, p->N, n0, n1);
@@ -271,14 +273,20 @@ static int claim_rows(atomic_int *next, int N, int slices, int fixed_slices, int
  * a weight; a thread done with one product goes on to the next. With gate (SwiGLU), p[0] and
  * p[1] have the same N and are run on the same chunks, and p[0].y becomes silu(p[0].y) * p[1].y,
  * each thread gating the columns it computed.
- * Q8_0 weights: the input is quantized once, before the threads start, for all the products. */
+ * Q8_0 weights: the input is quantized once, before the threads start, for all the products (and
+ * for a large batch also dequantized into its transposed float copy). */
 #define MAX_PRODUCTS 8
 static void run_products(const float *x, int T, int K, const WeightProduct *p, int n, int gate, QuantScratch *qs,
                          int threads)
 {
     current_isa(); /* settle the choice before the threads start */
-    if (p[0].w.type == WEIGHT_Q8_0)
+    int q8_float = 0;
+    if (p[0].w.type == WEIGHT_Q8_0) {
         quantize_q8(qs->q, qs->s, x, T, K, p[0].w.group_size);
+        q8_float = qs->t && T >= q8_float_min_rows();
+        if (q8_float)
+            q8_transpose_input(qs->t, qs->q, qs->s, T, K, p[0].w.group_size);
+    }
     int use_blas = kernels_have_blas() && T >= kernels_blas_min_rows();
     int slices = threads_resolve(threads);
     double weights = 0;
@@ -296,9 +304,9 @@ static void run_products(const float *x, int T, int K, const WeightProduct *p, i
     for (int i = 0; i < n; i += gate ? 2 : 1) {
         int n0, n1;
         while (claim_rows(&next[i], p[i].N, slices, fixed_slices, &n0, &n1)) {
-            product_slice(&p[i], x, qs, T, K, n0, n1, use_blas);
+            product_slice(&p[i], x, qs, T, K, n0, n1, use_blas, q8_float);
             if (gate) {
-                product_slice(&p[1], x, qs, T, K, n0, n1, use_blas);
+                product_slice(&p[1], x, qs, T, K, n0, n1, use_blas, q8_float);
                 swiglu_columns(p[0].y, p[1].y, T, p[0].N, n0, n1);
             }
         }

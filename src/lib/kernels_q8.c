@@ -18,6 +18,7 @@
 #include "config.h"
 #include "internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -191,4 +192,53 @@ void matmul_q8_slice(float *y, const int8_t *xq, const float *xs, const int8_t *
     for (int t = 0; t < T; t += tile)
         fn(y + (size_t)t * N, xq + (size_t)t * K, xs + (size_t)t * G, wq, ws, T - t < tile ? T - t : tile, K, N,
            gs, n0, n1);
+}
+
+/* ------------------------------------------------------------------------------ float path */
+
+/* Input rows per block of the float copy (the AVX2 outer-product block's). */
+#define FLOAT_BLOCK_ROWS 16
+
+int q8_float_min_rows(void)
+{
+#ifdef KERNELS_X86
+    if (kernels_isa() == KERNEL_ISA_AVX2)
+        return 16; /* where the int8 blocks ran at 0.87 of the fp32 ones (bench/NOTES.md) */
+#endif
+    return INT_MAX;
+}
+
+void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs)
+{
+    int G = K / gs;
+    for (int b = 0; b < (T + FLOAT_BLOCK_ROWS - 1) / FLOAT_BLOCK_ROWS; b++) {
+        float *block = xt + (size_t)b * K * FLOAT_BLOCK_ROWS;
+        for (int r = 0; r < FLOAT_BLOCK_ROWS; r++) {
+            int t = b * FLOAT_BLOCK_ROWS + r;
+            for (int j = 0; j < K; j++)
+                block[(size_t)j * FLOAT_BLOCK_ROWS + r] =
+                    t < T ? xq[(size_t)t * K + j] * xs[(size_t)t * G + j / gs] : 0.0f;
+        }
+    }
+}
+
+void matmul_q8_float_slice(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
+                           int n0, int n1)
+{
+#ifdef KERNELS_X86
+    if (kernels_isa() >= KERNEL_ISA_AVX2) {
+        matmul_q8_float_avx2(y, xt, wq, ws, T, K, N, gs, n0, n1);
+        return;
+    }
+#endif
+    int G = K / gs; /* the plain loops, for CPUs without the vector path (nothing calls it there) */
+    for (int t = 0; t < T; t++) {
+        const float *block = xt + (size_t)(t / FLOAT_BLOCK_ROWS) * K * FLOAT_BLOCK_ROWS + t % FLOAT_BLOCK_ROWS;
+        for (int i = n0; i < n1; i++) {
+            float sum = 0.0f;
+            for (int j = 0; j < K; j++)
+                sum += block[(size_t)j * FLOAT_BLOCK_ROWS] * (wq[(size_t)i * K + j] * ws[(size_t)i * G + j / gs]);
+            y[(size_t)t * N + i] = sum;
+        }
+    }
 }

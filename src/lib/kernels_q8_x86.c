@@ -310,6 +310,53 @@ void matmul_q8_avx2(float *y, const int8_t *xq, const float *xs, const int8_t *w
                        ws + (size_t)i * G, K, N, gs, 1, 1);
 }
 
+/* --- The float path of large batches (kernels_q8.c, q8_transpose_input): a batch of 16 rows or
+ * more is bound by arithmetic, not memory, and there the int8 blocks above ran at 0.87 of the
+ * fp32 kernels. So the input comes dequantized and transposed in blocks of 16 rows, and the
+ * weights are dequantized 6 rows x OUTER_CHUNK columns at a time (18 KB of stack), once for the
+ * whole batch, and multiplied by each block of inputs with the fp32 outer-product block
+ * (vector_x86.h). Each term's exact value is the reference's, (wq xq) ws xs; only the rounding
+ * differs (each factor rounded once, and one float sum over K terms where the reference sums
+ * each group exactly). */
+
+/* out[j] = q[j] s[(j0 + j) / gs], j < len: a row's values from column j0 on; s: its scales. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void dequantize_span(float *out, const int8_t *q, const float *s, int j0, int len, int gs)
+{
+    for (int j = 0; j < len;) {
+        int g = (j0 + j) / gs, end = (g + 1) * gs - j0;
+        float scale = s[g];
+        for (end = end < len ? end : len; j < end; j++)
+            out[j] = q[j] * scale;
+    }
+}
+
+/* y (T, N) over output rows [n0, n1) from the float copy xt (T rounded up to 16 rows of K). */
+__attribute__((target("avx2,fma")))
+void matmul_q8_float_avx2(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
+                          int n0, int n1)
+{
+    float wd[OUTER_ROWS * OUTER_CHUNK];
+    int G = K / gs, pieces = (K + OUTER_CHUNK - 1) / OUTER_CHUNK, chunk = (K + pieces - 1) / pieces;
+    for (int i = n0; i < n1;) {
+        int R = n1 - i >= OUTER_ROWS ? OUTER_ROWS : 1;
+        for (int j0 = 0; j0 < K; j0 += chunk) {
+            int len = K - j0 < chunk ? K - j0 : chunk, add = j0 > 0;
+            for (int r = 0; r < R; r++)
+                dequantize_span(wd + r * len, wq + (size_t)(i + r) * K + j0, ws + (size_t)(i + r) * G, j0, len, gs);
+            for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
+                int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
+                const float *block = xt + (size_t)t0 * K + (size_t)j0 * OUTER_INPUTS;
+                if (R == OUTER_ROWS)
+                    outer_block_avx2(y + (size_t)t0 * N + i, block, wd, len, len, N, OUTER_ROWS, rows, add, 0);
+                else
+                    outer_block_avx2(y + (size_t)t0 * N + i, block, wd, len, len, N, 1, rows, add, 0);
+            }
+        }
+        i += R;
+    }
+}
+
 /* quantize_q8 for gs a multiple of 8, 8 values at a time, the same arithmetic as the scalar one
  * (kernels_q8.c quantize_one): the group's max|x| / 127, v = x / scale, clamp to [-127, 127]
  * (NaN to 0), trunc, then +-1 where the remainder reaches a half. */

@@ -13,4 +13,47 @@ static inline float sum_avx2(__m256 a)
     return _mm_cvtss_f32(s);
 }
 
+/* The block of the AVX2 outer products (T >= AVX2_OUTER_MIN_T), for fp32 weights (kernels_x86.c,
+ * whose comment gives the plan) and for int8 ones dequantized (kernels_q8_x86.c, float path). */
+#define OUTER_INPUTS 16  /* input rows per block: two vectors */
+#define OUTER_ROWS 6     /* weight rows per block: 12 accumulators of 16 registers */
+#define OUTER_CHUNK 768  /* columns of the transposed copy: 16 x 768 floats, 48 KB */
+#define AVX2_OUTER_MIN_T 16
+
+/* y[t][i] (+)= sum over len columns of W[i][j] xT[j][t] for the R weight rows at w (rows K apart)
+ * and the first `rows` of the 16 transposed input rows; y points at y[t0][i0]; add: accumulate
+ * (the chunks after the first); prefetch: ask for the next R rows' lines meanwhile, into L2.
+ * R is a constant after inlining. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void outer_block_avx2(float *y, const float *xT, const float *w, int len, int K, int N, int R,
+                                    int rows, int add, int prefetch)
+{
+    __m256 acc[OUTER_ROWS][2];
+    for (int r = 0; r < R; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int j0 = 0; j0 < len; j0 += 16) { /* 16 columns: one cache line of each weight row */
+        if (prefetch)
+            for (int r = 0; r < R; r++)
+                _mm_prefetch((const char *)(w + (size_t)(r + R) * K + j0), _MM_HINT_T1);
+        int j1 = len - j0 < 16 ? len : j0 + 16;
+        for (int j = j0; j < j1; j++) {
+            __m256 lo = _mm256_loadu_ps(xT + (size_t)j * OUTER_INPUTS);
+            __m256 hi = _mm256_loadu_ps(xT + (size_t)j * OUTER_INPUTS + 8);
+            for (int r = 0; r < R; r++) {
+                __m256 wv = _mm256_broadcast_ss(w + (size_t)r * K + j);
+                acc[r][0] = _mm256_fmadd_ps(lo, wv, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(hi, wv, acc[r][1]);
+            }
+        }
+    }
+    float sums[OUTER_ROWS][OUTER_INPUTS] __attribute__((aligned(32)));
+    for (int r = 0; r < R; r++) {
+        _mm256_store_ps(sums[r], acc[r][0]);
+        _mm256_store_ps(sums[r] + 8, acc[r][1]);
+    }
+    for (int t = 0; t < rows; t++) /* once per block: the transposed store costs little */
+        for (int r = 0; r < R; r++)
+            y[(size_t)t * N + r] = (add ? y[(size_t)t * N + r] : 0.0f) + sums[r][t];
+}
+
 #endif

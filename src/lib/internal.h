@@ -347,8 +347,8 @@ void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const fl
  * Q8_0 W multiplies the input quantized per group as runq.c does (quantize_q8, once per call for
  * all its products, into qs, which must hold T K values and T K / group_size scales), each thread
  * running matmul_q8_slice on its chunks; from q8_float_min_rows() rows on, when qs->t is there
- * (room for T rounded up to 16 rows of K), matmul_q8_float_slice on its float copy instead. The products of one call share one format and group
- * size. qs may be NULL when W is fp32. */
+ * (room for T rounded up to 16 rows of K), matmul_q8_float_slice on its float copy instead. The
+ * products of one call share one format and group size. qs may be NULL when W is fp32. */
 typedef struct {
     float *y;
     Weight w;

@@ -196,14 +196,17 @@ void matmul_q8_slice(float *y, const int8_t *xq, const float *xs, const int8_t *
 
 /* ------------------------------------------------------------------------------ float path */
 
-/* Input rows per block of the float copy (the AVX2 outer-product block's). */
+/* Input rows per block of the float copy (OUTER_INPUTS, the AVX2 outer-product block's), and
+ * the batches that take the float path (AVX2_OUTER_MIN_T: there the int8 blocks ran at 0.87 of
+ * the fp32 kernels, bench/NOTES.md). */
 #define FLOAT_BLOCK_ROWS 16
+#define FLOAT_MIN_ROWS 16
 
 int q8_float_min_rows(void)
 {
 #ifdef KERNELS_X86
     if (kernels_isa() == KERNEL_ISA_AVX2)
-        return 16; /* where the int8 blocks ran at 0.87 of the fp32 ones (bench/NOTES.md) */
+        return FLOAT_MIN_ROWS;
 #endif
     return INT_MAX;
 }
@@ -231,7 +234,7 @@ void matmul_q8_float_slice(float *y, const float *xt, const int8_t *wq, const fl
         return;
     }
 #endif
-    int G = K / gs; /* the plain loops, for CPUs without the vector path (nothing calls it there) */
+    int G = K / gs; /* plain loops without AVX2 (where run_products never takes this path; the tests do) */
     for (int t = 0; t < T; t++) {
         const float *block = xt + (size_t)(t / FLOAT_BLOCK_ROWS) * K * FLOAT_BLOCK_ROWS + t % FLOAT_BLOCK_ROWS;
         for (int i = n0; i < n1; i++) {

@@ -16,6 +16,7 @@
  * Anything else is a crash (abort), as is every sanitizer report. */
 #include "internal.h"
 
+#include <float.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,7 +66,7 @@ static void check_weight(const Model *m, Weight w, size_t rows, size_t K, const 
         if ((uintptr_t)w.s % 4 != 0)
             die("misaligned scales", what);
         for (size_t i = 0; i < n / (size_t)w.group_size; i++)
-            if (!(w.s[i] >= 0.0f && w.s[i] <= 3.4e38f))
+            if (!(w.s[i] >= 0.0f && w.s[i] <= FLT_MAX)) /* finite: 3.4e38f was below FLT_MAX */
                 die("accepted a scale that is negative or not finite", what);
         bytes = n + n / (size_t)w.group_size * 4;
     } else {

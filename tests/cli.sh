@@ -228,6 +228,13 @@ printf '\000\000\300\177' | dd of="$tmp/nan.bin" bs=1 seek=896 conv=notrunc 2>/d
 printf 'hello world hello' >"$tmp/hello.txt"
 error "NaN weights: generate" 1 "nan.bin" "not finite" -- "$LLAMIX" generate -m "$tmp/nan.bin" -z "$z" -n 5 -s 1
 error "NaN weights: score" 1 "nan.bin" "not finite" -- "$LLAMIX" score -m "$tmp/nan.bin" -z "$z" -f "$tmp/hello.txt" -q
+# Finite weights whose products overflow (the first 160 embedding values 3e38): the logits are
+# not finite at run time, alone and in a batch of sequences (which once drew <unk>s from them).
+cp "$m" "$tmp/huge.bin"
+i=0; while [ $i -lt 160 ]; do printf '\346\261\141\177'; i=$((i + 1)); done |
+    dd of="$tmp/huge.bin" bs=1 seek=256 conv=notrunc 2>/dev/null
+error "overflowing weights: generate" 1 "huge.bin" "not finite" -- "$LLAMIX" generate -m "$tmp/huge.bin" -z "$z" -n 5 -s 1
+error "overflowing weights: generate -N 2" 1 "huge.bin" "not finite" -- "$LLAMIX" generate -m "$tmp/huge.bin" -z "$z" -n 5 -s 1 -N 2
 fi
 
 # ------------------------------------------------------------------ interrupted bench

@@ -48,6 +48,7 @@ void lx_batch_free(LxBatch *b)
     free(b->plan);
     free(b->n_plan);
     free(b->logits);
+    free(b->logit_row);
     free(b->calls);
     free(b->rows);
     free(b);
@@ -88,13 +89,15 @@ LxStatus lx_batch_new(LxModel *const *models, int k, LxTokenizer *const *tokeniz
     b->span_slot = calloc(A, sizeof *b->span_slot);
     b->plan = calloc(A * K, sizeof *b->plan);
     b->n_plan = calloc(A, sizeof *b->n_plan);
-    b->logits = alloc_zeroed(A, V * sizeof(float));
+    b->logits = alloc_zeroed(K * A, V * sizeof(float));
+    b->logit_row = calloc(A * K, sizeof *b->logit_row);
     b->calls = calloc(K, sizeof *b->calls);
     b->rows = calloc(K, sizeof *b->rows);
     if (params->weights && (b->weights = malloc(K * sizeof *b->weights)))
         memcpy(b->weights, params->weights, K * sizeof *b->weights);
     b->params.weights = b->weights;
-    if (!b->slots || !b->spans || !b->span_slot || !b->plan || !b->n_plan || !b->logits || !b->calls || !b->rows ||
+    if (!b->slots || !b->spans || !b->span_slot || !b->plan || !b->n_plan || !b->logits || !b->logit_row || !b->calls ||
+        !b->rows ||
         (params->weights && !b->weights)) {
         lx_batch_free(b);
         return (LxStatus)fail(er, LX_ERR_MEMORY, "out of memory for a batch of %d sequences", max_active);
@@ -228,13 +231,13 @@ static int run_member(Batch *b, int i, LxError *err)
     if (n == 0)
         return 0;
     Member *work = &b->engine.members[i];
-    int rc = forward_spans(work->model, &work->state, b->spans, n, b->logits, err);
+    int rc = forward_spans(work->model, &work->state, b->spans, n, b->logits + (size_t)i * b->max_active * V, err);
     if (rc)
         return rc;
     for (int j = 0; j < n; j++) {
         Ensemble *e = &b->slots[b->span_slot[j]].e;
         Member *mb = &e->members[i];
-        memcpy(mb->logits, b->logits + (size_t)j * V, sizeof(float) * (size_t)V);
+        b->logit_row[(size_t)b->span_slot[j] * k + i] = j; /* taken by the draw, on its own thread */
         mb->forward_calls++;
         mb->tokens_processed += e->n_tokens - mb->n_seen;
         mb->n_seen = e->n_tokens;
@@ -244,14 +247,26 @@ static int run_member(Batch *b, int i, LxError *err)
     return 0;
 }
 
-/* The slot's draw of this step, if it holds a sequence (its members are synced). */
-static void draw(BatchSlot *slot)
+/* The draw of slot s this step, if it holds a sequence: its members' new logits taken from the
+ * step's forwards (checked, as a lone sync checks them), then its ensemble's step. */
+static void draw(Batch *b, int s)
 {
-    if (slot->id >= 0) {
-        slot->draw.member = -1;
+    BatchSlot *slot = &b->slots[s];
+    const int k = b->engine.k;
+    const size_t V = (size_t)b->engine.vocab_size;
+    if (slot->id < 0)
+        return;
+    slot->draw.member = -1;
+    slot->draw.status = LX_OK;
+    for (int i = 0; i < k && !slot->draw.status; i++) {
+        int row = b->logit_row[(size_t)s * k + i];
+        if (row >= 0)
+            slot->draw.status = member_take_logits(&slot->e.members[i], b->logits + ((size_t)i * b->max_active + row) * V,
+                                                   slot->e.n_tokens - 1, &slot->draw.err);
+    }
+    if (!slot->draw.status)
         slot->draw.status = ensemble_step(&slot->e, &slot->draw.token, &slot->draw.member, &slot->draw.prob,
                                           &slot->draw.err);
-    }
 }
 
 LxStatus lx_batch_step(LxBatch *b, LxError *err)
@@ -263,6 +278,8 @@ LxStatus lx_batch_step(LxBatch *b, LxError *err)
     for (int s = 0; s < b->max_active; s++)
         if (b->slots[s].id >= 0 && (b->n_plan[s] = ensemble_plan(&b->slots[s].e, b->plan + (size_t)s * k, er)) < 0)
             return er->status;
+    for (size_t r = 0; r < (size_t)b->max_active * k; r++)
+        b->logit_row[r] = -1;
     for (int i = 0; i < k; i++)
         if (run_member(b, i, er))
             return er->status;
@@ -270,14 +287,9 @@ LxStatus lx_batch_step(LxBatch *b, LxError *err)
      * draws are independent and go to the threads: with the products shared, the samplers'
      * softmaxes over the vocabulary are most of what is left of a step. The draws are then
      * handed on in slot order, one at a time (the callbacks are the caller's). */
-    if (lx_batch_active(b) > 1) {
-        #pragma omp parallel for schedule(dynamic) num_threads(threads_resolve(b->params.threads))
-        for (int s = 0; s < b->max_active; s++)
-            draw(&b->slots[s]);
-    } else { /* one: no region, so that its sampler's own parallel softmax is not nested in one */
-        for (int s = 0; s < b->max_active; s++)
-            draw(&b->slots[s]);
-    }
+    #pragma omp parallel for schedule(dynamic) num_threads(threads_resolve(b->params.threads)) if (lx_batch_active(b) > 1)
+    for (int s = 0; s < b->max_active; s++)
+        draw(b, s);
     LxStatus first = LX_OK; /* a sequence that fails ends alone: the others' draws are handed on */
     for (int s = 0; s < b->max_active; s++) {
         BatchSlot *slot = &b->slots[s];

@@ -243,14 +243,12 @@ int ensemble_init(Ensemble *e, const Model *const *models, int k, const Tokenize
                 ensemble_free(e);
                 return mb->tokens ? rc : fail(err, LX_ERR_MEMORY, "out of memory for an ensemble");
             }
-            mb->sampler.threads = e->params.threads;
         }
     }
     if ((rc = sampler_init(&e->sampler, e->vocab_size, params->sampler, err))) {
         ensemble_free(e);
         return rc;
     }
-    e->sampler.threads = e->params.threads;
     ensemble_seed(e, params->seed);
     return 0;
 }
@@ -433,15 +431,25 @@ const float *ensemble_sync(Ensemble *e, int i, LxError *err)
         mb->forward_calls++;
         mb->tokens_processed += pending;
         mb->n_seen = n;
-        /* One NaN or infinity in a weight reaches every logit: say so instead of sampling garbage. */
-        for (int x = 0; x < mb->model->config.vocab_size; x++)
-            if (!isfinite(mb->logits[x])) {
-                fail(err, LX_ERR_FILE, "%s: the logits at position %d are not finite (the checkpoint has NaN or infinite weights?)",
-                     mb->model->path, n - 1);
-                return NULL;
-            }
+        if (member_take_logits(mb, mb->logits, n - 1, err))
+            return NULL;
     }
     return mb->logits;
+}
+
+int member_take_logits(Member *mb, const float *logits, int pos, LxError *err)
+{
+    const int V = mb->model->config.vocab_size;
+    int finite = 1;
+    if (logits != mb->logits)
+        memcpy(mb->logits, logits, sizeof(float) * (size_t)V);
+    for (int x = 0; x < V; x++)
+        finite &= isfinite(mb->logits[x]) != 0;
+    /* One NaN or infinity in a weight reaches every logit: say so instead of sampling garbage. */
+    if (!finite)
+        return fail(err, LX_ERR_FILE, "%s: the logits at position %d are not finite (the checkpoint has NaN or infinite weights?)",
+                    mb->model->path, pos);
+    return 0;
 }
 
 /* The router's weights for the next token, into e->route: r(the whole sequence so far). */

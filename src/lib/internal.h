@@ -34,8 +34,6 @@ double now_seconds(void);
 
 /* threads if > 0, else OpenMP's default (lx_threads_default); always >= 1. */
 int threads_resolve(int threads);
-/* True inside an active OpenMP parallel region (a nested one then gets a single thread). */
-int threads_in_parallel(void);
 
 /* Plain C compiled for several instruction sets, the best picked when the program loads (GCC's
  * target clones, an ifunc: x86-64 with glibc). The default build targets baseline x86-64, whose
@@ -415,6 +413,11 @@ void rmsnorm(float *o, const float *x, const float *weight, int D);
 /* In place: x (n) = exp(x - max) / sum. */
 void softmax(float *x, int n);
 
+/* In place: x[i] = e^(x[i] - shift) for i < n (float subtraction, then e^ correctly rounded to
+ * float but for 1 argument in 6e7, where it is 1 ulp off: exp_sum.c); returns the float sum
+ * x[0] + x[1] + ... in index order. The same bits on every instruction set. */
+float exp_sum(float *x, int n, float shift);
+
 /* The instruction set the kernels use now (KERNEL_ISA_AUTO is never returned): the Q8_0 kernels
  * follow the same choice, so kernels_set_isa() forces both. */
 KernelIsa kernels_isa(void);
@@ -563,7 +566,6 @@ int sampler_params_check(const SamplerParams *p, LxError *err);
 typedef struct {
     SamplerParams params;
     int vocab_size;
-    int threads;    /* threads for the softmax's exps (init: the default; the owner may set it) */
     float *probs;   /* (V) scratch */
     void *sorted;   /* (V) scratch (probability, id) pairs */
 } Sampler;
@@ -753,6 +755,10 @@ const char *ensemble_text(const Ensemble *e, int prev, int token);
  * the last row only). Returns its next-token logits (V), or NULL with a message. */
 const float *ensemble_sync(Ensemble *e, int i, LxError *err);
 
+/* The logits (V) a forward gave for position pos, into mb->logits (logits may be mb->logits);
+ * LX_ERR_FILE with a message if any is not finite. */
+int member_take_logits(Member *mb, const float *logits, int pos, LxError *err);
+
 /* One step in the ensemble's mode: the next token into *token (not appended); *member gets ME's
  * pick (-1 for CE), *prob the token's probability under the distribution drawn from. member and
  * prob may be NULL. */
@@ -868,7 +874,8 @@ struct LxBatch {
     int *span_slot;       /* (max_active) the slot of each span */
     int *plan;            /* (max_active, k) members each slot's next draw needs; */
     int *n_plan;          /* (max_active) how many */
-    float *logits;        /* (max_active, V) */
+    float *logits;        /* (k, max_active, V): member i's rows of a step from i * max_active * V */
+    int *logit_row;       /* (max_active, k): the row of slot s's logits from member i this step, or -1 */
     long *calls, *rows;   /* (k) per member: batched forward calls, rows run */
 };
 typedef struct LxBatch Batch;

@@ -383,11 +383,7 @@ void softmax(float *x, int n)
     for (int i = 1; i < n; i++)
         if (x[i] > max)
             max = x[i];
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
+    float sum = exp_sum(x, n, max);
     for (int i = 0; i < n; i++)
         x[i] /= sum;
 }

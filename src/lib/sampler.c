@@ -81,7 +81,6 @@ int sampler_init(Sampler *s, int vocab_size, SamplerParams params, LxError *err)
         return rc;
     s->params = params;
     s->vocab_size = vocab_size;
-    s->threads = threads_resolve(0);
     s->probs = alloc_zeroed((size_t)vocab_size, sizeof(float));
     s->sorted = alloc_zeroed((size_t)vocab_size, sizeof(ProbIndex));
     if (!s->probs || !s->sorted) {
@@ -137,13 +136,13 @@ static int sample_mult(const float *probs, int n, float coin)
     return n - 1;
 }
 
-/* Vocabularies at least this large take their exps on all threads. */
-#define SOFTMAX_PARALLEL_MIN 4096
 /* The max is taken in this many independent lanes (a vector), not one dependent chain. */
 #define MAX_LANES 8
 
 /* out (n) = softmax(logits / T) with run.c's float operations in run.c's order: divide, subtract
- * the max (so exp never overflows), exp, sum in float in index order, divide by the sum. If the
+ * the max (so exp never overflows), exp, sum in float in index order, divide by the sum; only the
+ * exp is our own (exp_sum.c: the same as glibc's expf but for about 8 arguments in 100,000, by
+ * 1 ulp), since 32,000 scalar expf calls were most of a sample's time. If the
  * scaled logits are not finite (T so small that logit / T overflows, or all logits -inf) run.c
  * would produce NaNs; we take the limit T -> 0 instead, the one-hot at the argmax.
  * The max in lanes is run.c's max: every lane starts at out[0] and takes only larger values, so
@@ -151,7 +150,7 @@ static int sample_mult(const float *probs, int n, float coin)
  * +0 or the reverse, which changes no out[i] - max. None of these loops has a product to fuse
  * into a multiply-add, so the vector clones compute what the plain build does. */
 VECTOR_CLONES
-static void softmax_temperature(const float *logits, int n, float temperature, float *out, int threads)
+static void softmax_temperature(const float *logits, int n, float temperature, float *out)
 {
     for (int i = 0; i < n; i++)
         out[i] = logits[i] / temperature;
@@ -175,23 +174,7 @@ static void softmax_temperature(const float *logits, int n, float temperature, f
         out[best] = 1.0f;
         return;
     }
-    /* The exps are independent, so they may go to the cores (32000 of them are most of the 160
-     * us a sample took with one thread); the sum stays sequential, as run.c adds. On one thread
-     * (or inside a parallel region, the batch's draws) it is added as the exps come, where its
-     * chain of dependent adds costs nothing extra. */
-    float sum = 0.0f;
-    if (n >= SOFTMAX_PARALLEL_MIN && threads > 1 && !threads_in_parallel()) {
-        #pragma omp parallel for schedule(static) num_threads(threads)
-        for (int j = 0; j < n; j++)
-            out[j] = expf(out[j] - max);
-        for (int j = 0; j < n; j++)
-            sum += out[j];
-    } else {
-        for (int j = 0; j < n; j++) {
-            out[j] = expf(out[j] - max);
-            sum += out[j];
-        }
-    }
+    float sum = exp_sum(out, n, max);
     for (int j = 0; j < n; j++)
         out[j] /= sum;
 }
@@ -357,7 +340,7 @@ void sampler_transform(Sampler *s, const float *logits, float *probs)
         probs[best] = 1.0f;
         return;
     }
-    softmax_temperature(logits, V, s->params.temperature, s->probs, s->threads);
+    softmax_temperature(logits, V, s->params.temperature, s->probs);
     if (!sampler_truncates(s)) {
         memcpy(probs, s->probs, (size_t)V * sizeof *probs);
         return;
@@ -382,7 +365,7 @@ int sampler_sample(Sampler *s, const float *logits, Rng *rng, float *prob)
     *prob = 1.0f;
     if (s->params.temperature == 0.0f)
         return argmax(logits, V);
-    softmax_temperature(logits, V, s->params.temperature, s->probs, s->threads);
+    softmax_temperature(logits, V, s->params.temperature, s->probs);
     float coin = rng_float(rng);
     if (!sampler_truncates(s)) {
         int token = sample_mult(s->probs, V, coin);

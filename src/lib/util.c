@@ -105,15 +105,6 @@ int threads_resolve(int threads)
     return threads > 0 ? threads : lx_threads_default();
 }
 
-int threads_in_parallel(void)
-{
-#ifdef _OPENMP
-    return omp_in_parallel();
-#else
-    return 0;
-#endif
-}
-
 void lx_blas_single_thread(void)
 {
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS

@@ -1,7 +1,7 @@
 # bench/render.awk: bench/RESULTS.md (stdout) and the chart (-v svg=PATH) from the suite's
 # results.json, which bench/run-suite writes. Plain POSIX awk (mawk and gawk): the bench writes every
 # result, ratio and limit on a line of its own, so this reads the JSON by line. Every run object
-# starts with "suite_run":KIND (gen, seq, pp, catchup, uneven); older files without it render too.
+# starts with "suite_run":KIND (gen, seq, pp, catchup, uneven, q8pp); older files without it render too.
 function num(line, key,    m) {   # the first number after "key":
     if (!match(line, "\"" key "\":-?[0-9.eE+-]+")) return ""
     m = substr(line, RSTART, RLENGTH); sub(/^"[^"]*":/, "", m); return m + 0
@@ -66,6 +66,14 @@ kind[run] == "uneven" && /^ \{"mode":"(ce|me)"/ && /"test":"tg/ {
     if (!(run in seen_un)) { seen_un[run] = 1; un_runs[++n_un] = run }
     next
 }
+kind[run] == "q8pp" && /^ \{"mode":"single"/ {   # one model in fp32 and in Q8_0: prefill side by side
+    q8f = str($0, "shape") ~ /q8_0/ ? "q8_0" : "fp32"; key = q8f SUBSEP str($0, "test")
+    q8s = str($0, "shape"); sub(/(-q8_0)?\.bin$/, "", q8s); q8shape = q8s
+    q8tps[key] = num($0, "median"); q8samp[key] = list($0, "samples"); q8t = num($0, "threads")
+    if (!(str($0, "test") in q8seen)) { q8seen[str($0, "test")] = 1; q8tests[++n_q8] = str($0, "test") }
+    next
+}
+kind[run] == "q8pp" && /^ \{/ && !/^ \{"(path|threads)":/ { next }
 kind[run] == "uneven" && /^ \{"what":"me\/ce"/ { un_ratio[run] = num(after($0, "tg"), "median"); un_rmin[run] = num(after($0, "tg"), "min"); un_rmax[run] = num(after($0, "tg"), "max"); next }
 (kind[run] == "uneven" || kind[run] == "catchup") && /^ \{"(mode|what)":/ { next }
 /^ \{"mode":/ && /"sequences":/ {   # batch tests: aggregate tok/s of S sequences
@@ -83,7 +91,13 @@ kind[run] == "uneven" && /^ \{"what":"me\/ce"/ { un_ratio[run] = num(after($0, "
 /^ \{"what":"me\/ce"/ && /"sequences":/ {
     seq_mece[str($0, "shape"), num($0, "sequences")] = num(after($0, "tg"), "median"); next
 }
-/^ \{"what":"sequences"/ { next }
+/^ \{"what":"sequences"/ {   # S sequences over S = 1, side by side: the median of per-repetition ratios
+    if (str($0, "mode") == "single" && num($0, "over_sequences") == 1) {
+        key = str($0, "shape") SUBSEP num($0, "sequences"); o = after($0, "tg")
+        seq_over[key] = num(o, "median"); seq_omin[key] = num(o, "min"); seq_omax[key] = num(o, "max")
+    }
+    next
+}
 /^ \{"mode":/ {
     m = str($0, "mode"); k = num($0, "k"); s = str($0, "shape"); t = num($0, "threads"); test = str($0, "test")
     key = m SUBSEP k SUBSEP s SUBSEP t SUBSEP test
@@ -262,6 +276,24 @@ END {
             if (any) print line
         }
     }
+    if (n_q8) {
+        print ""
+        print "## Int8 prefill: one " q8shape " model in fp32 and in Q8_0, tok/s, " q8t " threads"
+        print ""
+        print "The same random model and its `llamix quantize` copy, interleaved repetition by repetition in one"
+        print "bench; the ratio is the median (and range) of the per-repetition ratios. The target (issue 16):"
+        print "Q8_0 pp64 at least as fast as fp32 pp64."
+        print ""
+        print "| test | fp32 | Q8_0 | Q8_0 / fp32 (range) |"
+        print "| ---- | ---: | ---: | ------------------: |"
+        for (j = 1; j <= n_q8; j++) { kf = "fp32" SUBSEP q8tests[j]; kq = "q8_0" SUBSEP q8tests[j]
+            if (!(kf in q8tps) || !(kq in q8tps)) continue
+            nf = split(q8samp[kf], xf, ","); nq = split(q8samp[kq], xq, ","); nr = nf < nq ? nf : nq; lo = 1e30; hi = 0
+            for (i = 1; i <= nr; i++) { y[i] = xq[i] / xf[i]; if (y[i] < lo) lo = y[i]; if (y[i] > hi) hi = y[i] }
+            q8ratio[q8tests[j]] = med(y, nr)
+            printf "| %s | %s | %s | %.2f (%.2f-%.2f) |\n", q8tests[j], fmt(q8tps[kf]), fmt(q8tps[kq]), q8ratio[q8tests[j]], lo, hi
+        }
+    }
     print ""
     print "## Threads: 2 over 1 (median of side-by-side ratios; below 1 means oversubscription)"
     print ""
@@ -321,6 +353,10 @@ END {
     split("pp64 pp256", pt, " ")
     for (j = 1; j <= 2; j++) { key = "single" SUBSEP 1 SUBSEP "110M" SUBSEP T2 SUBSEP pt[j]
         if (key in gf) printf "| prefill 110M %s >= 80%% of sgemm peak | %.0f%% (%s GFLOP/s of %s) | %s |\n", pt[j], 100 * eff[key], fmt(gf[key]), fmt(lim_sg[T2]), verdict(eff[key] >= 0.8) }
+    if ("pp64" in q8ratio) printf "| prefill %s pp64: Q8_0 at least as fast as fp32, same run (issue 16) | %.2fx | %s |\n", q8shape, q8ratio["pp64"], verdict(q8ratio["pp64"] >= 1)
+    split("110M 5.5 15M 5", sqt, " ")
+    for (j = 1; j <= 3; j += 2) { key = sqt[j] SUBSEP 16
+        if (key in seq_over) printf "| %s single, S = 16 sequences over S = 1: aggregate tok/s >= %sx (issue 17; median of side-by-side ratios) | %.2fx (%.2f-%.2f) | %s |\n", sqt[j], sqt[j + 1], seq_over[key], seq_omin[key], seq_omax[key], verdict(seq_over[key] >= sqt[j + 1]) }
     key = "llama.cpp batched f32" SUBSEP "110M" SUBSEP 16
     if (key in pov) printf "| 110M, S = 16 sequences: aggregate tok/s >= 1.2x llama.cpp batched f32, same run (issue 17) | %.2fx | %s |\n", pov[key], verdict(pov[key] >= 1.2)
     if (worst_threads < 99) printf "| 2 threads never slower than 1 (15M, 110M) | worst %.2fx (%s) | %s |\n", worst_threads, worst_what, verdict(worst_threads >= 1)

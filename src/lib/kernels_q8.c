@@ -218,9 +218,11 @@ void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int
         float *block = xt + (size_t)b * K * FLOAT_BLOCK_ROWS;
         for (int r = 0; r < FLOAT_BLOCK_ROWS; r++) {
             int t = b * FLOAT_BLOCK_ROWS + r;
-            for (int j = 0; j < K; j++)
-                block[(size_t)j * FLOAT_BLOCK_ROWS + r] =
-                    t < T ? xq[(size_t)t * K + j] * xs[(size_t)t * G + j / gs] : 0.0f;
+            for (int g = 0; g < G; g++) { /* group g: columns g gs .. (g + 1) gs - 1, one scale */
+                float scale = t < T ? xs[(size_t)t * G + g] : 0.0f;
+                for (int j = g * gs; j < (g + 1) * gs; j++)
+                    block[(size_t)j * FLOAT_BLOCK_ROWS + r] = t < T ? xq[(size_t)t * K + j] * scale : 0.0f;
+            }
         }
     }
 }

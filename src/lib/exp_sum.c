@@ -52,9 +52,9 @@ static float exp_one(float x, float shift)
     return (float)(p * scale);
 }
 
-static float exp_sum_generic(float *x, int n, float shift)
+/* x[0..n) in plain C, added to sum in order (the vector version's tail too). */
+static float exp_sum_generic(float *x, int n, float shift, float sum)
 {
-    float sum = 0.0f;
     for (int i = 0; i < n; i++) {
         x[i] = exp_one(x[i], shift);
         sum += x[i];
@@ -98,11 +98,7 @@ static float exp_sum_avx2(float *x, int n, float shift)
         for (int j = 0; j < 8; j++)
             sum += x[i + j];
     }
-    for (; i < n; i++) {
-        x[i] = exp_one(x[i], shift);
-        sum += x[i];
-    }
-    return sum;
+    return exp_sum_generic(x + i, n - i, shift, sum);
 }
 #endif
 
@@ -112,5 +108,5 @@ float exp_sum(float *x, int n, float shift)
     if (kernels_isa() != KERNEL_ISA_GENERIC) /* AVX-512 CPUs have AVX2 and FMA too */
         return exp_sum_avx2(x, n, shift);
 #endif
-    return exp_sum_generic(x, n, shift);
+    return exp_sum_generic(x, n, shift, 0.0f);
 }

@@ -174,34 +174,40 @@ error "--member-ranks without --mpi" 2 "--member-ranks" "--mpi" -- \
     "$LLAMIX" generate -m "$a" -m "$b" -z "$z" --member-ranks 0,1 -n 5
 error "--mpi with -N" 2 "--mpi" -- "$LLAMIX" generate --mpi -m "$a" -z "$z" -N 2 -n 5
 
-# A rank killed mid-run: rank 1 is killed during its member's long prompt forward (800 tokens on a
-# 15M member, seconds), while rank 0 waits for its logits. The job must end within the timeout,
-# non-zero, and rank 0 must name the lost rank.
+# A rank killed mid-run: rank 1 is killed as soon as rank 0 has printed its first text, while
+# 1000 tokens remain to generate (each needs rank 1's logits), however fast the machine. The job
+# must end within the timeout, non-zero, and rank 0 must name the lost rank. The single process
+# first shows that greedy decoding really runs to the token budget (no end of text stops it early).
 init "$tmp/long.bin" --shape tiny --vocab 256 --seq-len 1024 -s 11
 init "$tmp/big.bin" --shape 15M --vocab 256 --seq-len 1024 -s 5
-long=$(i=0; while [ $i -lt 200 ]; do printf 'hello '; i=$((i + 1)); done)
-( mpi 2 "$LLAMIX" generate --mpi -t 1 -m "$tmp/long.bin" -m "$tmp/big.bin" -z "$z" -e ce -n 5 -p "$long" \
-    >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/killed.status" ) &
-job=$! pid=
-for i in $(seq 1 100); do # the rank-1 process of this job, by its environment
-    for p in $(pgrep -f "$tmp/big.bin"); do
-        if tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then pid=$p; fi
+doomed="-m $tmp/long.bin -m $tmp/big.bin -z $z -e ce --temp 0 -n 1000 -p hello"
+run "$LLAMIX" generate -t 1 $doomed
+if [ "$status" -ne 0 ] || ! grep -q "stopped by the token budget" "$tmp/err"; then
+    failure "a rank killed mid-run" "the single process did not run to the token budget ($status)"
+else
+    rm -f "$tmp/out"
+    ( mpi 2 "$LLAMIX" generate --mpi -t 1 $doomed >"$tmp/out" 2>"$tmp/err"; echo $? >"$tmp/killed.status" ) &
+    job=$! pid=
+    for i in $(seq 1 100); do # the rank-1 process of this job, by its environment
+        for p in $(pgrep -f "$tmp/big.bin"); do
+            if tr '\0' '\n' </proc/"$p"/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then pid=$p; fi
+        done
+        [ -n "$pid" ] && break
+        sleep 0.1
     done
-    [ -n "$pid" ] && break
-    sleep 0.1
-done
-for i in $(seq 1 100); do # rank 0 has echoed the prompt: it is generating, rank 1 is in the prompt
-    [ -s "$tmp/out" ] && break
-    sleep 0.1
-done
-[ -n "$pid" ] && sleep 0.3 && kill -9 "$pid"
-wait "$job"
-st=$(cat "$tmp/killed.status")
-cmd="mpirun -np 2 llamix generate --mpi ... (rank 1 killed)"
-if [ -z "$pid" ]; then failure "a rank killed mid-run" "rank 1 was not found running"
-elif [ "$st" -eq 0 ] || [ "$st" -eq 124 ]; then failure "a rank killed mid-run" "exit status $st (124: a hang)"
-elif ! grep -q "rank 1 (holding $tmp/big.bin) was lost" "$tmp/err"; then failure "a rank killed mid-run" "rank 0 does not name rank 1"
-else pass "a rank killed mid-run: the job ends, rank 0 names it"; fi
+    for i in $(seq 1 300); do # rank 0 has printed: it is generating, and waits on rank 1 every token
+        [ -s "$tmp/out" ] && break
+        sleep 0.05
+    done
+    [ -n "$pid" ] && kill -9 "$pid"
+    wait "$job"
+    st=$(cat "$tmp/killed.status")
+    cmd="mpirun -np 2 llamix generate --mpi ... (rank 1 killed)"
+    if [ -z "$pid" ]; then failure "a rank killed mid-run" "rank 1 was not found running"
+    elif [ "$st" -eq 0 ] || [ "$st" -eq 124 ]; then failure "a rank killed mid-run" "exit status $st (124: a hang)"
+    elif ! grep -q "rank 1 (holding $tmp/big.bin) was lost" "$tmp/err"; then failure "a rank killed mid-run" "rank 0 does not name rank 1"
+    else pass "a rank killed mid-run: the job ends, rank 0 names it"; fi
+fi
 
 # ------------------------------------------------------------------ the real tok512 models
 models=${LLAMIX_MODELS:-}

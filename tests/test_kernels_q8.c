@@ -71,9 +71,15 @@ static void test_quantize_hand_worked(void **state)
     for (int g = 0; g < 4; g++)
         assert_true(s[g] == want_s[g]);
     float back[16];
-    dequantize_q8(back, q, s, 16, 4);
+    dequantize_q8(back, q, s, 0, 16, 4);
     for (int j = 0; j < 16; j++)
         assert_true(back[j] == q[j] * s[j / 4]);
+    /* A span from column 6 on, 7 long: the first two values end group 1, the last is group 3's. */
+    memset(back, 0, sizeof back);
+    dequantize_q8(back, q + 6, s, 6, 7, 4);
+    for (int j = 0; j < 7; j++)
+        assert_true(back[j] == q[6 + j] * s[(6 + j) / 4]);
+    assert_true(back[7] == 0.0f);
 
     /* Group size 1: every value is +-127 times its own scale (or 0). */
     const float y[] = {3, -7, 0};

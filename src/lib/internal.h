@@ -430,8 +430,18 @@ KernelIsa kernels_isa(void);
 /* Per group of gs values: scale = max|x| / 127, q = round(x / scale) (nearest, as runq.c's
  * roundf); an all-zero group gets scale 0 and zeros (runq.c divides by zero there). */
 void quantize_q8(int8_t *xq, float *xs, const float *x, int T, int K, int gs);
-/* x[0..n) = q * s per group (n a multiple of gs): one embedding row. */
-void dequantize_q8(float *x, const int8_t *q, const float *s, int n, int gs);
+/* x[j] = q[j] s[(j0 + j) / gs] for j < n: columns j0 .. j0 + n - 1 of a row whose values start
+ * at q - j0 and scales at s (an embedding row: j0 = 0, n = K). Inline: the int8 float path
+ * (kernels_q8_x86.c) gets it compiled for AVX2. */
+static inline void dequantize_q8(float *x, const int8_t *q, const float *s, int j0, int n, int gs)
+{
+    for (int j = 0; j < n;) { /* group by group: one scale each, no division per value */
+        int g = (j0 + j) / gs, end = (g + 1) * gs - j0;
+        float scale = s[g];
+        for (end = end < n ? end : n; j < end; j++)
+            x[j] = q[j] * scale;
+    }
+}
 /* y (T, N) over output columns [n0, n1) only: y[t][i] = sum_g float(sum_{j in g} wq[i][j] xq[t][j]) * ws[i][g] * xs[t][g]
  * (int32 sums per group, as runq.c). Plain loops: the oracle. */
 void matmul_q8_reference(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws,

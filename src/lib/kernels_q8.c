@@ -72,12 +72,6 @@ void quantize_q8(int8_t *xq, float *xs, const float *x, int T, int K, int gs)
     }
 }
 
-void dequantize_q8(float *x, const int8_t *q, const float *s, int n, int gs)
-{
-    for (int j = 0; j < n; j++)
-        x[j] = q[j] * s[j / gs];
-}
-
 /* ------------------------------------------------------------------------------ reference */
 
 /* runq.c's matmul, per group an exact integer sum then one float term, over T input rows and

@@ -319,18 +319,6 @@ void matmul_q8_avx2(float *y, const int8_t *xq, const float *xs, const int8_t *w
  * differs (each factor rounded once, and one float sum over K terms where the reference sums
  * each group exactly). */
 
-/* out[j] = q[j] s[(j0 + j) / gs], j < len: a row's values from column j0 on; s: its scales. */
-__attribute__((always_inline, target("avx2,fma")))
-static inline void dequantize_span(float *out, const int8_t *q, const float *s, int j0, int len, int gs)
-{
-    for (int j = 0; j < len;) {
-        int g = (j0 + j) / gs, end = (g + 1) * gs - j0;
-        float scale = s[g];
-        for (end = end < len ? end : len; j < end; j++)
-            out[j] = q[j] * scale;
-    }
-}
-
 /* y (T, N) over output rows [n0, n1) from the float copy xt (T rounded up to 16 rows of K). */
 __attribute__((target("avx2,fma")))
 void matmul_q8_float_avx2(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
@@ -343,7 +331,7 @@ void matmul_q8_float_avx2(float *y, const float *xt, const int8_t *wq, const flo
         for (int j0 = 0; j0 < K; j0 += chunk) {
             int len = K - j0 < chunk ? K - j0 : chunk, add = j0 > 0;
             for (int r = 0; r < R; r++)
-                dequantize_span(wd + r * len, wq + (size_t)(i + r) * K + j0, ws + (size_t)(i + r) * G, j0, len, gs);
+                dequantize_q8(wd + r * len, wq + (size_t)(i + r) * K + j0, ws + (size_t)(i + r) * G, j0, len, gs);
             for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
                 int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
                 const float *block = xt + (size_t)t0 * K + (size_t)j0 * OUTER_INPUTS;

@@ -396,7 +396,7 @@ void weight_row(float *out, Weight w, size_t row, int K)
 {
     Weight r = weight_rows(w, row, K);
     if (r.type == WEIGHT_Q8_0)
-        dequantize_q8(out, r.q, r.s, K, r.group_size);
+        dequantize_q8(out, r.q, r.s, 0, K, r.group_size);
     else
         memcpy(out, r.f, (size_t)K * sizeof(float));
 }

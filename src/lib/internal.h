@@ -101,7 +101,7 @@ typedef struct {
 typedef struct {
     int8_t *q; /* (T, K) */
     float *s;  /* (T, K / group_size) */
-    float *t;  /* (T rounded up to 16, K), or NULL: the float path's input (q8_transpose_input) */
+    float *t;  /* (T rounded up to Q8_FLOAT_BLOCK_ROWS, K), or NULL: the float path's input */
 } QuantScratch;
 
 /* Rows [row, ...) of w (rows of K): the matrix starting at that row. */
@@ -454,9 +454,11 @@ const char *kernels_q8_name(void); /* e.g. "avx2", "avx512-vnni", "generic" */
 
 /* Large batches as floats (AVX2 only, from q8_float_min_rows() rows on; INT_MAX where there is
  * no such path): the quantized input dequantized and transposed once per product, xt[b][j][r] =
- * xq[16 b + r][j] xs[16 b + r][j / gs] (rows past T zero; xt holds ceil(T / 16) 16 K floats), then
+ * xq[16 b + r][j] xs[16 b + r][j / gs] (rows past T zero; xt holds ceil(T / 16) 16 K floats, 16
+ * being Q8_FLOAT_BLOCK_ROWS, the input rows of the AVX2 outer-product block), then
  * each thread multiplies it by its weight rows, dequantized 6 at a time. The same terms as the
  * reference up to rounding, with one float sum over K terms (kernels_q8_x86.c). */
+#define Q8_FLOAT_BLOCK_ROWS 16
 int q8_float_min_rows(void);
 void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs);
 void matmul_q8_float_slice(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,

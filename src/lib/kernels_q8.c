@@ -190,10 +190,8 @@ void matmul_q8_slice(float *y, const int8_t *xq, const float *xs, const int8_t *
 
 /* ------------------------------------------------------------------------------ float path */
 
-/* Input rows per block of the float copy (OUTER_INPUTS, the AVX2 outer-product block's), and
- * the batches that take the float path (AVX2_OUTER_MIN_T: there the int8 blocks ran at 0.87 of
- * the fp32 kernels, bench/NOTES.md). */
-#define FLOAT_BLOCK_ROWS 16
+/* The batches that take the float path (from AVX2_OUTER_MIN_T rows: there the int8 blocks ran at
+ * 0.87 of the fp32 kernels, bench/NOTES.md). */
 #define FLOAT_MIN_ROWS 16
 
 int q8_float_min_rows(void)
@@ -208,14 +206,14 @@ int q8_float_min_rows(void)
 void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs)
 {
     int G = K / gs;
-    for (int b = 0; b < (T + FLOAT_BLOCK_ROWS - 1) / FLOAT_BLOCK_ROWS; b++) {
-        float *block = xt + (size_t)b * K * FLOAT_BLOCK_ROWS;
-        for (int r = 0; r < FLOAT_BLOCK_ROWS; r++) {
-            int t = b * FLOAT_BLOCK_ROWS + r;
+    for (int b = 0; b < (T + Q8_FLOAT_BLOCK_ROWS - 1) / Q8_FLOAT_BLOCK_ROWS; b++) {
+        float *block = xt + (size_t)b * K * Q8_FLOAT_BLOCK_ROWS;
+        for (int r = 0; r < Q8_FLOAT_BLOCK_ROWS; r++) {
+            int t = b * Q8_FLOAT_BLOCK_ROWS + r;
             for (int g = 0; g < G; g++) { /* group g: columns g gs .. (g + 1) gs - 1, one scale */
                 float scale = t < T ? xs[(size_t)t * G + g] : 0.0f;
                 for (int j = g * gs; j < (g + 1) * gs; j++)
-                    block[(size_t)j * FLOAT_BLOCK_ROWS + r] = t < T ? xq[(size_t)t * K + j] * scale : 0.0f;
+                    block[(size_t)j * Q8_FLOAT_BLOCK_ROWS + r] = t < T ? xq[(size_t)t * K + j] * scale : 0.0f;
             }
         }
     }
@@ -232,11 +230,11 @@ void matmul_q8_float_slice(float *y, const float *xt, const int8_t *wq, const fl
 #endif
     int G = K / gs; /* plain loops without AVX2 (where run_products never takes this path; the tests do) */
     for (int t = 0; t < T; t++) {
-        const float *block = xt + (size_t)(t / FLOAT_BLOCK_ROWS) * K * FLOAT_BLOCK_ROWS + t % FLOAT_BLOCK_ROWS;
+        const float *block = xt + (size_t)(t / Q8_FLOAT_BLOCK_ROWS) * K * Q8_FLOAT_BLOCK_ROWS + t % Q8_FLOAT_BLOCK_ROWS;
         for (int i = n0; i < n1; i++) {
             float sum = 0.0f;
             for (int j = 0; j < K; j++)
-                sum += block[(size_t)j * FLOAT_BLOCK_ROWS] * (wq[(size_t)i * K + j] * ws[(size_t)i * G + j / gs]);
+                sum += block[(size_t)j * Q8_FLOAT_BLOCK_ROWS] * (wq[(size_t)i * K + j] * ws[(size_t)i * G + j / gs]);
             y[(size_t)t * N + i] = sum;
         }
     }

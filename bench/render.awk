@@ -68,7 +68,7 @@ kind[run] == "uneven" && /^ \{"mode":"(ce|me)"/ && /"test":"tg/ {
 }
 kind[run] == "q8pp" && /^ \{"mode":"single"/ {   # one model in fp32 and in Q8_0: prefill side by side
     q8f = str($0, "shape") ~ /q8_0/ ? "q8_0" : "fp32"; key = q8f SUBSEP str($0, "test")
-    q8s = str($0, "shape"); sub(/(-q8_0)?\.bin$/, "", q8s); q8shape = q8s
+    q8shape = str($0, "shape"); sub(/(-q8_0)?\.bin$/, "", q8shape)
     q8tps[key] = num($0, "median"); q8samp[key] = list($0, "samples"); q8t = num($0, "threads")
     if (!(str($0, "test") in q8seen)) { q8seen[str($0, "test")] = 1; q8tests[++n_q8] = str($0, "test") }
     next

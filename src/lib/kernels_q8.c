@@ -210,10 +210,15 @@ void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int
         float *block = xt + (size_t)b * K * Q8_FLOAT_BLOCK_ROWS;
         for (int r = 0; r < Q8_FLOAT_BLOCK_ROWS; r++) {
             int t = b * Q8_FLOAT_BLOCK_ROWS + r;
+            if (t >= T) { /* the last block's rows past T */
+                for (int j = 0; j < K; j++)
+                    block[(size_t)j * Q8_FLOAT_BLOCK_ROWS + r] = 0.0f;
+                continue;
+            }
             for (int g = 0; g < G; g++) { /* group g: columns g gs .. (g + 1) gs - 1, one scale */
-                float scale = t < T ? xs[(size_t)t * G + g] : 0.0f;
+                float scale = xs[(size_t)t * G + g];
                 for (int j = g * gs; j < (g + 1) * gs; j++)
-                    block[(size_t)j * Q8_FLOAT_BLOCK_ROWS + r] = t < T ? xq[(size_t)t * K + j] * scale : 0.0f;
+                    block[(size_t)j * Q8_FLOAT_BLOCK_ROWS + r] = xq[(size_t)t * K + j] * scale;
             }
         }
     }

@@ -7,7 +7,8 @@
  * Needs about 600 MB of memory. Run it on an otherwise idle machine: with 2 threads on 2 cores,
  * any other busy process stalls the parallel regions by whole scheduler time slices (ms).
  *
- * Kernels (all but blas-whole go through matmul(), so they are threaded the same way):
+ * Kernels (all but blas-whole go through matmul_weight() with the forward's scratch, so they are
+ * threaded, and large batches transposed, as in a forward):
  *   stream-ISA  the streaming kernel forced to one instruction set
  *   blas        sgemm on each thread's slice of W, BLAS pinned to one thread
  *   blas-whole  one sgemm on the whole W, OpenBLAS running THREADS threads itself
@@ -90,6 +91,9 @@ static void kernel_select(Kernel k, int threads)
 #endif
 }
 
+/* The transposed copy of the input the forward's products get (QuantScratch.t), for matmul_weight. */
+static QuantScratch scratch;
+
 static void kernel_run(Kernel k, float *y, const float *x, const float *w, int T, int K, int N, int threads)
 {
 #ifdef HAVE_OPENBLAS_SET_NUM_THREADS
@@ -99,7 +103,7 @@ static void kernel_run(Kernel k, float *y, const float *x, const float *w, int T
     }
 #endif
     (void)k;
-    matmul(y, x, w, T, K, N, threads);
+    matmul_weight(y, x, (Weight){WEIGHT_F32, 0, w, NULL, NULL}, T, K, N, &scratch, threads);
 }
 
 static void fill_uniform(float *v, size_t n, uint64_t *state)
@@ -211,7 +215,9 @@ int main(int argc, char **argv)
         float *pool = alloc_zeroed(size * copies, sizeof(float));
         float *x = alloc_zeroed((size_t)max_t * K, sizeof(float));
         float *y = alloc_zeroed((size_t)max_t * N, sizeof(float));
-        if (!pool || !x || !y) {
+        scratch.t = alloc_zeroed((size_t)(max_t + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS * TRANSPOSED_ROWS * K,
+                                 sizeof(float));
+        if (!pool || !x || !y || !scratch.t) {
             fprintf(stderr, "out of memory for K %d N %d\n", K, N);
             return 1;
         }
@@ -233,6 +239,7 @@ int main(int argc, char **argv)
         free(pool);
         free(x);
         free(y);
+        free(scratch.t);
     }
 
     /* Matrix work of one forward of T tokens, from the shape times above. */

@@ -211,6 +211,50 @@ static void test_stream_long_rows(void **state)
     free(exact);
 }
 
+#ifdef KERNELS_X86
+/* matmul_outer_avx2 as a slice kernel: the input transposed first, as run_products does. */
+static void outer_on_copy(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    size_t rows = (size_t)(T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS * TRANSPOSED_ROWS;
+    float *xt = malloc(rows * K * sizeof(float));
+    assert_non_null(xt);
+    transpose_input(xt, x, T, K);
+    matmul_outer_avx2(y, xt, w, T, K, N, n0, n1);
+    free(xt);
+}
+#endif
+
+/* The outer products on one transposed copy (the forward's batches of 16 rows up to BLAS's on
+ * AVX2), and the copy itself: the AVX2 transposition must write what the plain loops write, the
+ * rows past T included. */
+static void test_outer_on_copy(void **state)
+{
+    (void)state;
+#ifdef KERNELS_X86
+    if (!kernels_isa_available(KERNEL_ISA_AVX2)) {
+        skip();
+        return;
+    }
+    uint64_t rng = 0x5EED0007;
+    const int T = 37, K = 1031, rows = 48; /* 3 blocks, the last with 5 rows; 1031: a tail of 7 columns */
+    float *x = random_floats((size_t)T * K, &rng);
+    float *plain = filled((size_t)rows * K, SENTINEL), *vector = filled((size_t)rows * K, -SENTINEL);
+    kernels_set_isa(KERNEL_ISA_GENERIC);
+    transpose_input(plain, x, T, K);
+    kernels_set_isa(KERNEL_ISA_AVX2);
+    transpose_input(vector, x, T, K);
+    assert_memory_equal(plain, vector, (size_t)rows * K * sizeof(float));
+    for (int j = 0; j < K; j++)
+        assert_true(plain[(size_t)2 * 16 * K + (size_t)j * 16 + 5] == 0.0f && plain[(size_t)j * 16 + 3] == x[(size_t)3 * K + j]);
+    free(x);
+    free(plain);
+    free(vector);
+    check_against_reference(outer_on_copy, "outer products on a copy", 1);
+#else
+    skip();
+#endif
+}
+
 static void test_blas(void **state)
 {
     (void)state;
@@ -474,6 +518,7 @@ int main(void)
         cmocka_unit_test(test_reference_against_double),
         cmocka_unit_test_teardown(test_stream_every_isa, restore_defaults),
         cmocka_unit_test_teardown(test_stream_long_rows, restore_defaults),
+        cmocka_unit_test_teardown(test_outer_on_copy, restore_defaults),
         cmocka_unit_test(test_blas),
         cmocka_unit_test_teardown(test_dispatcher, restore_defaults),
         cmocka_unit_test_teardown(test_grouped_products, restore_defaults),

@@ -350,8 +350,8 @@ static void test_large_batches(void **state)
 static void float_path(float *y, const int8_t *xq, const float *xs, const int8_t *wq, const float *ws, int T, int K,
                        int N, int gs, int n0, int n1)
 {
-    size_t blocks = (size_t)(T + Q8_FLOAT_BLOCK_ROWS - 1) / Q8_FLOAT_BLOCK_ROWS;
-    float *xt = xmalloc(blocks * Q8_FLOAT_BLOCK_ROWS * K * sizeof(float));
+    size_t blocks = (size_t)(T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS;
+    float *xt = xmalloc(blocks * TRANSPOSED_ROWS * K * sizeof(float));
     q8_transpose_input(xt, xq, xs, T, K, gs);
     matmul_q8_float_slice(y, xt, wq, ws, T, K, N, gs, n0, n1);
     free(xt);

@@ -79,7 +79,7 @@ static int state_init(ForwardState *s, const ModelConfig *c, int n_ctx, int max_
     }
     /* the quantized input of an int8 product: at most B rows of max(D, H), group size >= 1 */
     size_t widest = D > H ? D : H;
-    size_t blocks = (B + Q8_FLOAT_BLOCK_ROWS - 1) / Q8_FLOAT_BLOCK_ROWS * Q8_FLOAT_BLOCK_ROWS; /* whole blocks */
+    size_t blocks = (B + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS * TRANSPOSED_ROWS; /* whole blocks */
     if (scratch && (!(s->rows = calloc(B, sizeof *s->rows)) || !(s->qs.q = alloc_zeroed(B, widest)) ||
                     !(s->qs.s = alloc_zeroed(B, widest * sizeof(float))) ||
                     !(s->qs.t = alloc_zeroed(blocks, widest * sizeof(float))))) {

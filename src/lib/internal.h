@@ -101,7 +101,7 @@ typedef struct {
 typedef struct {
     int8_t *q; /* (T, K) */
     float *s;  /* (T, K / group_size) */
-    float *t;  /* (T rounded up to Q8_FLOAT_BLOCK_ROWS, K), or NULL: the float path's input */
+    float *t;  /* (T rounded up to TRANSPOSED_ROWS, K), or NULL: the float path's input */
 } QuantScratch;
 
 /* Rows [row, ...) of w (rows of K): the matrix starting at that row. */
@@ -344,8 +344,9 @@ void matmul_swiglu(float *h, float *u, const float *x, const float *w1, const fl
 /* The same three over a Weight of either format (the forward's products): an fp32 W as above; a
  * Q8_0 W multiplies the input quantized per group as runq.c does (quantize_q8, once per call for
  * all its products, into qs, which must hold T K values and T K / group_size scales), each thread
- * running matmul_q8_slice on its chunks; from q8_float_min_rows() rows on, when qs->t is there
- * (room for T rounded up to 16 rows of K), matmul_q8_float_slice on its float copy instead. The
+ * running matmul_q8_slice on its chunks; from outer_min_rows() rows on, when qs->t is there
+ * (room for T rounded up to 16 rows of K), matmul_q8_float_slice on its float copy instead. An
+ * fp32 W takes qs->t too, when it is there, for its transposed copy (outer_min_rows below). The
  * products of one call share one format and group size. qs may be NULL when W is fp32. */
 typedef struct {
     float *y;
@@ -370,7 +371,19 @@ void matmul_blas(float *y, const float *x, const float *w, int T, int K, int N, 
 #define KERNELS_X86 1
 void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
 void matmul_stream_avx2(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
+void matmul_outer_avx2(float *y, const float *xt, const float *w, int T, int K, int N, int n0, int n1);
+void transpose_input_avx2(float *xt, const float *x, int T, int K, int b0, int b1);
 #endif
+
+/* The forward's fp32 batches from outer_min_rows() rows (AVX2: AVX2_OUTER_MIN_T; INT_MAX with
+ * other instruction sets) up to BLAS's: the input transposed once per call into blocks of
+ * TRANSPOSED_ROWS rows, xt[b][j][r] = x[16 b + r][j] (rows past T zero; room for T rounded up
+ * to 16 rows of K), then matmul_outer_avx2 on each thread's rows. 16 rows are the input rows of
+ * the AVX2 outer-product block (vector_x86.h). */
+#define TRANSPOSED_ROWS 16
+#define AVX2_OUTER_MIN_T 16
+int outer_min_rows(void);
+void transpose_input(float *xt, const float *x, int T, int K);
 
 /* Instruction sets of the streaming kernel. kernels_isa_available() tells whether this CPU and
  * build can run one; kernels_set_isa() forces one (tests), KERNEL_ISA_AUTO restores the best.
@@ -452,14 +465,12 @@ void matmul_q8_slice(float *y, const int8_t *xq, const float *xs, const int8_t *
                      int T, int K, int N, int gs, int n0, int n1);
 const char *kernels_q8_name(void); /* e.g. "avx2", "avx512-vnni", "generic" */
 
-/* Large batches as floats (AVX2 only, from q8_float_min_rows() rows on; INT_MAX where there is
- * no such path): the quantized input dequantized and transposed once per product, xt[b][j][r] =
- * xq[16 b + r][j] xs[16 b + r][j / gs] (rows past T zero; xt holds ceil(T / 16) 16 K floats, 16
- * being Q8_FLOAT_BLOCK_ROWS, the input rows of the AVX2 outer-product block), then
- * each thread multiplies it by its weight rows, dequantized 6 at a time. The same terms as the
+/* Large batches as floats (AVX2 only, from outer_min_rows() rows on, where the int8 blocks ran
+ * at 0.87 of the fp32 kernels, bench/NOTES.md): the quantized input dequantized and transposed
+ * once per product, xt[b][j][r] = xq[16 b + r][j] xs[16 b + r][j / gs] (rows past T zero; xt
+ * holds ceil(T / 16) 16 K floats, 16 being TRANSPOSED_ROWS), then each thread multiplies it by
+ * its weight rows, dequantized 6 at a time. The same terms as the
  * reference up to rounding, with one float sum over K terms (kernels_q8_x86.c). */
-#define Q8_FLOAT_BLOCK_ROWS 16
-int q8_float_min_rows(void);
 void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs);
 void matmul_q8_float_slice(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
                            int n0, int n1);

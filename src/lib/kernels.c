@@ -146,6 +146,36 @@ void matmul_stream(float *y, const float *x, const float *w, int T, int K, int N
         stream(y + (size_t)t * N, x + (size_t)t * K, w, T - t < tile ? T - t : tile, K, N, n0, n1);
 }
 
+/* --- The transposed input of the AVX2 outer products (kernels_x86.c, matmul_outer_avx2): the
+ * forward's batches from AVX2_OUTER_MIN_T rows up to BLAS's (INT_MAX where the CPU has no AVX2
+ * or AVX-512 is in use). */
+int outer_min_rows(void)
+{
+    return current_isa() == KERNEL_ISA_AVX2 ? AVX2_OUTER_MIN_T : INT_MAX;
+}
+
+/* xt[b][j][r] = x[16 b + r][j] for blocks b of 16 rows, rows past T zero. */
+void transpose_input(float *xt, const float *x, int T, int K)
+{
+#ifdef KERNELS_X86
+    if (current_isa() == KERNEL_ISA_AVX2) {
+        transpose_input_avx2(xt, x, T, K, 0, (T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS);
+        return;
+    }
+#endif
+    for (int t0 = 0; t0 < T; t0 += TRANSPOSED_ROWS) {
+        float *block = xt + (size_t)t0 * K;
+        int rows = T - t0 < TRANSPOSED_ROWS ? T - t0 : TRANSPOSED_ROWS;
+        for (int j = 0; j < K; j++) {
+            float *column = block + (size_t)j * TRANSPOSED_ROWS;
+            for (int r = 0; r < rows; r++)
+                column[r] = x[(size_t)(t0 + r) * K + j];
+            for (int r = rows; r < TRANSPOSED_ROWS; r++)
+                column[r] = 0.0f;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------------------ BLAS */
 
 /* y (T, N) = x (T, K) W^T for output rows [n0, n1): one sgemm on the slice. W rows n0..n1 give
@@ -175,12 +205,13 @@ int kernels_have_blas(void)
  * against OpenBLAS running its AVX2 kernels (bench/NOTES.md, kernel crossover):
  *   AVX-512: BLAS never wins against the streaming kernel (up to T = 256, 1 and 2 threads); with
  *            a BLAS that has AVX-512 kernels for the CPU, measure again.
- *   AVX2:    with the outer products from T = 16 on (kernels_x86.c), the 110M shape's matrices
- *            of one forward take 127 ms at T = 64 against BLAS's 131, and BLAS is ahead from
- *            T = 96 (180 against 189 ms; 2 threads); the 15M shape's are level at 64 and 96.
+ *   AVX2:    with the outer products on one transposed copy from T = 16 on (kernels_x86.c,
+ *            matmul_outer_avx2), one 110M layer's matrices take 10.2 ms at T = 128 against
+ *            BLAS's 11.0 and are level at T = 192 (15.5 ms both; 2 threads); the 15M shape's
+ *            are 1.2-1.4x ahead at 128 and 192, and BLAS is ahead on all from T = 256.
  *   Plain C: level at T = 4..5, BLAS ahead from 6 on. */
 #define BLAS_MIN_ROWS_AVX512 INT_MAX
-#define BLAS_MIN_ROWS_AVX2 96
+#define BLAS_MIN_ROWS_AVX2 192
 #define BLAS_MIN_ROWS_GENERIC 6
 
 static atomic_int blas_min_rows = 0; /* 0: the default for the instruction set in use */
@@ -215,10 +246,16 @@ void kernels_set_blas_min_rows(int rows)
 /* Output rows [n0, n1) of p's product on one thread: fp32 by BLAS or the streaming kernel; Q8_0
  * on the input already quantized into qs. */
 static void product_slice(const WeightProduct *p, const float *x, const QuantScratch *qs, int T, int K, int n0,
-                          int n1, int use_blas, int q8_float)
+                          int n1, int use_blas, int transposed)
 {
     const Weight *w = &p->w;
-    if (w->type == WEIGHT_Q8_0 && q8_float)
+#ifdef KERNELS_X86
+    if (w->type == WEIGHT_F32 && transposed) {
+        matmul_outer_avx2(p->y, qs->t, w->f, T, K, p->N, n0, n1);
+        return;
+    }
+#endif
+    if (w->type == WEIGHT_Q8_0 && transposed)
         matmul_q8_float_slice(p->y, qs->t, w->q, w->s, T, K, p->N, w->group_size, n0, n1);
     else if (w->type == WEIGHT_Q8_0)
         matmul_q8_slice(p->y, qs->q, qs->s, w->q, w->s, T, K, p->N, w->group_size, n0, n1);
@@ -280,14 +317,17 @@ static void run_products(const float *x, int T, int K, const WeightProduct *p, i
                          int threads)
 {
     current_isa(); /* settle the choice before the threads start */
-    int q8_float = 0;
+    int use_blas = kernels_have_blas() && T >= kernels_blas_min_rows();
+    int transposed = 0; /* the input copied once into qs->t for every thread and product */
     if (p[0].w.type == WEIGHT_Q8_0) {
         quantize_q8(qs->q, qs->s, x, T, K, p[0].w.group_size);
-        q8_float = qs->t && T >= q8_float_min_rows();
-        if (q8_float)
+        transposed = qs->t && T >= outer_min_rows();
+        if (transposed)
             q8_transpose_input(qs->t, qs->q, qs->s, T, K, p[0].w.group_size);
+    } else if (qs && qs->t && !use_blas && T >= outer_min_rows()) {
+        transposed = 1;
+        transpose_input(qs->t, x, T, K);
     }
-    int use_blas = kernels_have_blas() && T >= kernels_blas_min_rows();
     int slices = threads_resolve(threads);
     double weights = 0;
     for (int i = 0; i < n; i++)
@@ -298,15 +338,16 @@ static void run_products(const float *x, int T, int K, const WeightProduct *p, i
     for (int i = 0; i < n; i++)
         atomic_init(&next[i], 0);
     int fixed_slices = use_blas || slices == 1;
+
 #ifdef _OPENMP /* (only to keep -Wunknown-pragmas quiet in builds without OpenMP) */
 #pragma omp parallel num_threads(slices) if (slices > 1)
 #endif
     for (int i = 0; i < n; i += gate ? 2 : 1) {
         int n0, n1;
         while (claim_rows(&next[i], p[i].N, slices, fixed_slices, &n0, &n1)) {
-            product_slice(&p[i], x, qs, T, K, n0, n1, use_blas, q8_float);
+            product_slice(&p[i], x, qs, T, K, n0, n1, use_blas, transposed);
             if (gate) {
-                product_slice(&p[1], x, qs, T, K, n0, n1, use_blas, q8_float);
+                product_slice(&p[1], x, qs, T, K, n0, n1, use_blas, transposed);
                 swiglu_columns(p[0].y, p[1].y, T, p[0].N, n0, n1);
             }
         }

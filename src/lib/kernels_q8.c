@@ -190,35 +190,22 @@ void matmul_q8_slice(float *y, const int8_t *xq, const float *xs, const int8_t *
 
 /* ------------------------------------------------------------------------------ float path */
 
-/* The batches that take the float path (from AVX2_OUTER_MIN_T rows: there the int8 blocks ran at
- * 0.87 of the fp32 kernels, bench/NOTES.md). */
-#define FLOAT_MIN_ROWS 16
-
-int q8_float_min_rows(void)
-{
-#ifdef KERNELS_X86
-    if (kernels_isa() == KERNEL_ISA_AVX2)
-        return FLOAT_MIN_ROWS;
-#endif
-    return INT_MAX;
-}
-
 void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs)
 {
     int G = K / gs;
-    for (int b = 0; b < (T + Q8_FLOAT_BLOCK_ROWS - 1) / Q8_FLOAT_BLOCK_ROWS; b++) {
-        float *block = xt + (size_t)b * K * Q8_FLOAT_BLOCK_ROWS;
-        for (int r = 0; r < Q8_FLOAT_BLOCK_ROWS; r++) {
-            int t = b * Q8_FLOAT_BLOCK_ROWS + r;
+    for (int b = 0; b < (T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS; b++) {
+        float *block = xt + (size_t)b * K * TRANSPOSED_ROWS;
+        for (int r = 0; r < TRANSPOSED_ROWS; r++) {
+            int t = b * TRANSPOSED_ROWS + r;
             if (t >= T) { /* the last block's rows past T */
                 for (int j = 0; j < K; j++)
-                    block[(size_t)j * Q8_FLOAT_BLOCK_ROWS + r] = 0.0f;
+                    block[(size_t)j * TRANSPOSED_ROWS + r] = 0.0f;
                 continue;
             }
             for (int g = 0; g < G; g++) { /* group g: columns g gs .. (g + 1) gs - 1, one scale */
                 float scale = xs[(size_t)t * G + g];
                 for (int j = g * gs; j < (g + 1) * gs; j++)
-                    block[(size_t)j * Q8_FLOAT_BLOCK_ROWS + r] = xq[(size_t)t * K + j] * scale;
+                    block[(size_t)j * TRANSPOSED_ROWS + r] = xq[(size_t)t * K + j] * scale;
             }
         }
     }
@@ -235,11 +222,11 @@ void matmul_q8_float_slice(float *y, const float *xt, const int8_t *wq, const fl
 #endif
     int G = K / gs; /* plain loops without AVX2 (where run_products never takes this path; the tests do) */
     for (int t = 0; t < T; t++) {
-        const float *block = xt + (size_t)(t / Q8_FLOAT_BLOCK_ROWS) * K * Q8_FLOAT_BLOCK_ROWS + t % Q8_FLOAT_BLOCK_ROWS;
+        const float *block = xt + (size_t)(t / TRANSPOSED_ROWS) * K * TRANSPOSED_ROWS + t % TRANSPOSED_ROWS;
         for (int i = n0; i < n1; i++) {
             float sum = 0.0f;
             for (int j = 0; j < K; j++)
-                sum += block[(size_t)j * Q8_FLOAT_BLOCK_ROWS] * (wq[(size_t)i * K + j] * ws[(size_t)i * G + j / gs]);
+                sum += block[(size_t)j * TRANSPOSED_ROWS] * (wq[(size_t)i * K + j] * ws[(size_t)i * G + j / gs]);
             y[(size_t)t * N + i] = sum;
         }
     }

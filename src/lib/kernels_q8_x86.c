@@ -319,7 +319,7 @@ void matmul_q8_avx2(float *y, const int8_t *xq, const float *xs, const int8_t *w
  * differs (each factor rounded once, and one float sum over K terms where the reference sums
  * each group exactly). */
 
-_Static_assert(Q8_FLOAT_BLOCK_ROWS == OUTER_INPUTS, "the float copy's blocks are the outer-product block's inputs");
+_Static_assert(TRANSPOSED_ROWS == OUTER_INPUTS, "the float copy's blocks are the outer-product block's inputs");
 
 /* y (T, N) over output rows [n0, n1) from the float copy xt (T rounded up to 16 rows of K). */
 __attribute__((target("avx2,fma")))

@@ -327,8 +327,10 @@ static inline void rows_avx2(float *y, const float *x, const float *wi, int T, i
  * (most from L1) for 12 multiply-adds, and a block needs no horizontal sums. For those two
  * loads, the 16 input rows are first copied transposed (xT[j][t]), OUTER_CHUNK columns at a time
  * (48 KB of stack); W is read in place, 6 sequential streams. 1.2-1.4x the tiles at T = 16..64
- * on the 110M shapes (2x at K = 2048), level with sgemm at T = 64; sgemm is ahead from T = 96,
- * where BLAS takes over (bench/NOTES.md, outer products). The block is in vector_x86.h. */
+ * on the 110M shapes (2x at K = 2048), level with sgemm at T = 64 (bench/NOTES.md, outer
+ * products). The block is in vector_x86.h. The forward's products take matmul_outer_avx2 below
+ * instead, on an input transposed once for all threads; outer_avx2 serves the callers without
+ * that scratch (matmul_stream). */
 
 /* x (T, K), W (N, K), y (T, N); output rows [n0, n1), in blocks of 16 input rows (the last
  * padded with zeros) by 6 weight rows (the rows left over one at a time). */
@@ -352,6 +354,87 @@ static void outer_avx2(float *y, const float *x, const float *w, int T, int K, i
                                  prefetch && i + 2 * OUTER_ROWS <= n1);
             for (; i < n1; i++)
                 outer_block_avx2(yt + i, xT, w + (size_t)i * K + j0, len, K, N, 1, rows, add, 0);
+        }
+    }
+}
+
+/* The eight columns of an 8 x 8 tile: v[r] holds row r on entry, column r on return (the
+ * usual three rounds of unpack, shuffle and lane permute). */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void transpose8_avx2(__m256 v[8])
+{
+    __m256 a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        a[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        b[i] = _mm256_shuffle_ps(a[i], a[i + 2], 0x44);
+        b[i + 1] = _mm256_shuffle_ps(a[i], a[i + 2], 0xEE);
+        b[i + 2] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0x44);
+        b[i + 3] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_permute2f128_ps(b[i], b[i + 4], 0x20);
+        v[i + 4] = _mm256_permute2f128_ps(b[i], b[i + 4], 0x31);
+    }
+}
+
+/* transpose_input's copy (kernels.c) for the 16-row blocks [b0, b1), 8 columns at a time as two
+ * 8 x 8 tiles (rows 0-7 and 8-15 of the block); the last columns one by one. */
+__attribute__((target("avx2,fma")))
+void transpose_input_avx2(float *xt, const float *x, int T, int K, int b0, int b1)
+{
+    for (int b = b0; b < b1; b++) {
+        int t0 = b * OUTER_INPUTS, rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
+        float *block = xt + (size_t)t0 * K;
+        int j = 0;
+        for (; j + 8 <= K; j += 8)
+            for (int half = 0; half < 2; half++) {
+                __m256 v[8];
+                for (int r = 0; r < 8; r++) {
+                    int t = half * 8 + r;
+                    v[r] = t < rows ? _mm256_loadu_ps(x + (size_t)(t0 + t) * K + j) : _mm256_setzero_ps();
+                }
+                transpose8_avx2(v);
+                for (int c = 0; c < 8; c++)
+                    _mm256_storeu_ps(block + (size_t)(j + c) * OUTER_INPUTS + half * 8, v[c]);
+            }
+        for (; j < K; j++)
+            for (int t = 0; t < OUTER_INPUTS; t++)
+                block[(size_t)j * OUTER_INPUTS + t] = t < rows ? x[(size_t)(t0 + t) * K + j] : 0.0f;
+    }
+}
+
+/* The same products on an input transposed once for the whole product, in blocks of 16 rows
+ * (xt[b][j][r] = x[16 b + r][j], rows past T zero: transpose_input in kernels.c), which the
+ * forward's products get (run_products). Each block of 6 weight rows meets every block of inputs
+ * while it is in cache, so W is read from memory once, not once per 16 input rows, and no thread
+ * copies the input again for each slice it claims. The columns go in chunks of at most
+ * OUTER_COPY_CHUNK, outermost, so that a chunk of xt stays in L2 while the weights stream past
+ * (1024 columns: 5-7% ahead of 683 and level with 2048 at K = 2048, T = 16..64; bench/NOTES.md,
+ * outer products on one copy). y (T, N) over output rows [n0, n1). */
+#define OUTER_COPY_CHUNK 1024
+__attribute__((target("avx2,fma")))
+void matmul_outer_avx2(float *y, const float *xt, const float *w, int T, int K, int N, int n0, int n1)
+{
+    int pieces = (K + OUTER_COPY_CHUNK - 1) / OUTER_COPY_CHUNK, chunk = (K + pieces - 1) / pieces;
+    for (int j0 = 0; j0 < K; j0 += chunk) {
+        int len = K - j0 < chunk ? K - j0 : chunk, add = j0 > 0;
+        for (int i = n0; i < n1;) {
+            int R = n1 - i >= OUTER_ROWS ? OUTER_ROWS : 1;
+            const float *wi = w + (size_t)i * K + j0;
+            for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
+                int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
+                const float *block = xt + (size_t)t0 * K + (size_t)j0 * OUTER_INPUTS;
+                float *yt = y + (size_t)t0 * N + i;
+                if (R == OUTER_ROWS) /* the first pass over a block asks for the next one's rows */
+                    outer_block_avx2(yt, block, wi, len, K, N, OUTER_ROWS, rows, add,
+                                     t0 == 0 && i + 2 * OUTER_ROWS <= n1);
+                else
+                    outer_block_avx2(yt, block, wi, len, K, N, 1, rows, add, 0);
+            }
+            i += R;
         }
     }
 }

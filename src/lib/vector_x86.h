@@ -18,7 +18,6 @@ static inline float sum_avx2(__m256 a)
 #define OUTER_INPUTS 16  /* input rows per block: two vectors */
 #define OUTER_ROWS 6     /* weight rows per block: 12 accumulators of 16 registers */
 #define OUTER_CHUNK 768  /* columns of the transposed copy: 16 x 768 floats, 48 KB */
-#define AVX2_OUTER_MIN_T 16
 
 /* y[t][i] (+)= sum over len columns of W[i][j] xT[j][t] for the R weight rows at w (rows K apart)
  * and the first `rows` of the 16 transposed input rows; y points at y[t0][i0]; add: accumulate

@@ -394,6 +394,32 @@ static void test_float_path(void **state)
     }
 }
 
+/* The AVX2 copy of the float path's input must write what the plain loops write, bit for bit
+ * (one exact widening and one multiply per value in both), the zero rows past T included. */
+static void test_float_copy(void **state)
+{
+    (void)state;
+    if (!kernels_isa_available(KERNEL_ISA_AVX2)) {
+        skip();
+        return;
+    }
+    const int T = 21, K = 192, gs = 32, rows = 32; /* 2 blocks, the second with 5 rows */
+    Case c;
+    case_make(&c, T, K, 1, gs, DATA_RANDOM, 91);
+    float *plain = xmalloc((size_t)rows * K * sizeof(float)), *vector = xmalloc((size_t)rows * K * sizeof(float));
+    memset(vector, 0x7f, (size_t)rows * K * sizeof(float));
+    kernels_set_isa(KERNEL_ISA_GENERIC);
+    q8_transpose_input(plain, c.xq, c.xs, T, K, gs);
+    kernels_set_isa(KERNEL_ISA_AVX2);
+    q8_transpose_input(vector, c.xq, c.xs, T, K, gs);
+    assert_memory_equal(plain, vector, (size_t)rows * K * sizeof(float));
+    assert_true(plain[(size_t)16 * K + 3 * 16 + 5] == 0.0f); /* row 21 of column 3: past T */
+    assert_true(plain[(size_t)16 * K + 3 * 16 + 4] == c.xq[(size_t)20 * K + 3] * c.xs[(size_t)20 * (K / gs)]);
+    free(plain);
+    free(vector);
+    case_free(&c);
+}
+
 /* The portable kernel on its own (the vector kernels hand it the group sizes they skip). */
 static void test_generic(void **state)
 {
@@ -473,6 +499,7 @@ int main(void)
         cmocka_unit_test_teardown(test_every_isa, restore_defaults),
         cmocka_unit_test_teardown(test_large_batches, restore_defaults),
         cmocka_unit_test_teardown(test_float_path, restore_defaults),
+        cmocka_unit_test_teardown(test_float_copy, restore_defaults),
         cmocka_unit_test(test_generic),
         cmocka_unit_test(test_batch_equals_rows),
         cmocka_unit_test(test_tolerance_catches_errors),

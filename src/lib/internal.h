@@ -493,6 +493,7 @@ void matmul_q8_avx512_vnni(float *y, const int8_t *xq, const float *xs, const in
 int q8_avx512_available(void);
 int q8_avx512_vnni_available(void);
 void quantize_q8_avx2(int8_t *xq, float *xs, const float *x, int T, int K, int gs); /* gs % 8 == 0 */
+void q8_transpose_input_avx2(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs);
 void matmul_q8_float_avx2(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
                           int n0, int n1);
 #endif

@@ -192,6 +192,12 @@ void matmul_q8_slice(float *y, const int8_t *xq, const float *xs, const int8_t *
 
 void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs)
 {
+#ifdef KERNELS_X86
+    if (gs % 8 == 0 && kernels_isa() == KERNEL_ISA_AVX2) {
+        q8_transpose_input_avx2(xt, xq, xs, T, K, gs);
+        return;
+    }
+#endif
     int G = K / gs;
     for (int b = 0; b < (T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS; b++) {
         float *block = xt + (size_t)b * K * TRANSPOSED_ROWS;

@@ -321,17 +321,19 @@ void matmul_q8_avx2(float *y, const int8_t *xq, const float *xs, const int8_t *w
 
 _Static_assert(TRANSPOSED_ROWS == OUTER_INPUTS, "the float copy's blocks are the outer-product block's inputs");
 
-/* y (T, N) over output rows [n0, n1) from the float copy xt (T rounded up to 16 rows of K). */
+/* y (T, N) over output rows [n0, n1) from the float copy xt (T rounded up to 16 rows of K). The
+ * columns go in chunks outermost, as in matmul_outer_avx2 (kernels_x86.c), so that a chunk of xt
+ * stays in L2 while the weight rows stream past. */
 __attribute__((target("avx2,fma")))
 void matmul_q8_float_avx2(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
                           int n0, int n1)
 {
     float wd[OUTER_ROWS * OUTER_CHUNK];
     int G = K / gs, pieces = (K + OUTER_CHUNK - 1) / OUTER_CHUNK, chunk = (K + pieces - 1) / pieces;
-    for (int i = n0; i < n1;) {
-        int R = n1 - i >= OUTER_ROWS ? OUTER_ROWS : 1;
-        for (int j0 = 0; j0 < K; j0 += chunk) {
-            int len = K - j0 < chunk ? K - j0 : chunk, add = j0 > 0;
+    for (int j0 = 0; j0 < K; j0 += chunk) {
+        int len = K - j0 < chunk ? K - j0 : chunk, add = j0 > 0;
+        for (int i = n0; i < n1;) {
+            int R = n1 - i >= OUTER_ROWS ? OUTER_ROWS : 1;
             for (int r = 0; r < R; r++)
                 dequantize_q8(wd + r * len, wq + (size_t)(i + r) * K + j0, ws + (size_t)(i + r) * G, j0, len, gs);
             for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
@@ -342,8 +344,38 @@ void matmul_q8_float_avx2(float *y, const float *xt, const int8_t *wq, const flo
                 else
                     outer_block_avx2(y + (size_t)t0 * N + i, block, wd, len, len, N, 1, rows, add, 0);
             }
+            i += R;
         }
-        i += R;
+    }
+}
+
+/* q8_transpose_input (kernels_q8.c) for gs a multiple of 8: 8 columns of a 16-row block at a
+ * time, each row's 8 int8 values widened, scaled by their group's scale and transposed as two
+ * 8 x 8 tiles, as transpose_input_avx2 does with floats. */
+__attribute__((target("avx2,fma")))
+void q8_transpose_input_avx2(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs)
+{
+    int G = K / gs;
+    for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
+        int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
+        float *block = xt + (size_t)t0 * K;
+        for (int j = 0; j < K; j += 8)
+            for (int half = 0; half < 2; half++) {
+                __m256 v[8];
+                for (int r = 0; r < 8; r++) {
+                    int t = t0 + half * 8 + r;
+                    if (half * 8 + r >= rows) {
+                        v[r] = _mm256_setzero_ps();
+                        continue;
+                    }
+                    __m128i bytes = _mm_loadl_epi64((const __m128i *)(xq + (size_t)t * K + j));
+                    v[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)),
+                                         _mm256_set1_ps(xs[(size_t)t * G + j / gs]));
+                }
+                transpose8_avx2(v);
+                for (int c = 0; c < 8; c++)
+                    _mm256_storeu_ps(block + (size_t)(j + c) * OUTER_INPUTS + half * 8, v[c]);
+            }
     }
 }
 

@@ -13,6 +13,28 @@ static inline float sum_avx2(__m256 a)
     return _mm_cvtss_f32(s);
 }
 
+/* The eight columns of an 8 x 8 tile: v[r] holds row r on entry, column r on return (the
+ * usual three rounds of unpack, shuffle and lane permute). */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void transpose8_avx2(__m256 v[8])
+{
+    __m256 a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        a[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        b[i] = _mm256_shuffle_ps(a[i], a[i + 2], 0x44);
+        b[i + 1] = _mm256_shuffle_ps(a[i], a[i + 2], 0xEE);
+        b[i + 2] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0x44);
+        b[i + 3] = _mm256_shuffle_ps(a[i + 1], a[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_permute2f128_ps(b[i], b[i + 4], 0x20);
+        v[i + 4] = _mm256_permute2f128_ps(b[i], b[i + 4], 0x31);
+    }
+}
+
 /* The block of the AVX2 outer products (T >= AVX2_OUTER_MIN_T), for fp32 weights (kernels_x86.c,
  * whose comment gives the plan) and for int8 ones dequantized (kernels_q8_x86.c, float path). */
 #define OUTER_INPUTS 16  /* input rows per block: two vectors */

@@ -372,7 +372,7 @@ void matmul_blas(float *y, const float *x, const float *w, int T, int K, int N, 
 void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
 void matmul_stream_avx2(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
 void matmul_outer_avx2(float *y, const float *xt, const float *w, int T, int K, int N, int n0, int n1);
-void transpose_input_avx2(float *xt, const float *x, int T, int K, int b0, int b1);
+void transpose_input_avx2(float *xt, const float *x, int T, int K);
 #endif
 
 /* The forward's fp32 batches from outer_min_rows() rows (AVX2: AVX2_OUTER_MIN_T; INT_MAX with
@@ -469,8 +469,8 @@ const char *kernels_q8_name(void); /* e.g. "avx2", "avx512-vnni", "generic" */
  * at 0.87 of the fp32 kernels, bench/NOTES.md): the quantized input dequantized and transposed
  * once per product, xt[b][j][r] = xq[16 b + r][j] xs[16 b + r][j / gs] (rows past T zero; xt
  * holds ceil(T / 16) 16 K floats, 16 being TRANSPOSED_ROWS), then each thread multiplies it by
- * its weight rows, dequantized 6 at a time. The same terms as the
- * reference up to rounding, with one float sum over K terms (kernels_q8_x86.c). */
+ * its weight rows, dequantized 6 at a time. The same terms as the reference up to rounding, with
+ * one float sum over K terms (kernels_q8_x86.c). */
 void q8_transpose_input(float *xt, const int8_t *xq, const float *xs, int T, int K, int gs);
 void matmul_q8_float_slice(float *y, const float *xt, const int8_t *wq, const float *ws, int T, int K, int N, int gs,
                            int n0, int n1);

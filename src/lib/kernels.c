@@ -159,7 +159,7 @@ void transpose_input(float *xt, const float *x, int T, int K)
 {
 #ifdef KERNELS_X86
     if (current_isa() == KERNEL_ISA_AVX2) {
-        transpose_input_avx2(xt, x, T, K, 0, (T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS);
+        transpose_input_avx2(xt, x, T, K);
         return;
     }
 #endif
@@ -338,7 +338,6 @@ static void run_products(const float *x, int T, int K, const WeightProduct *p, i
     for (int i = 0; i < n; i++)
         atomic_init(&next[i], 0);
     int fixed_slices = use_blas || slices == 1;
-
 #ifdef _OPENMP /* (only to keep -Wunknown-pragmas quiet in builds without OpenMP) */
 #pragma omp parallel num_threads(slices) if (slices > 1)
 #endif

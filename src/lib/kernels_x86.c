@@ -358,13 +358,15 @@ static void outer_avx2(float *y, const float *x, const float *w, int T, int K, i
     }
 }
 
-/* transpose_input's copy (kernels.c) for the 16-row blocks [b0, b1), 8 columns at a time as two
- * 8 x 8 tiles (rows 0-7 and 8-15 of the block); the last columns one by one. */
+_Static_assert(TRANSPOSED_ROWS == OUTER_INPUTS, "the transposed copy's blocks are the outer-product block's inputs");
+
+/* transpose_input's copy (kernels.c), 8 columns of a 16-row block at a time as two 8 x 8 tiles
+ * (rows 0-7 and 8-15 of the block); the last columns one by one. */
 __attribute__((target("avx2,fma")))
-void transpose_input_avx2(float *xt, const float *x, int T, int K, int b0, int b1)
+void transpose_input_avx2(float *xt, const float *x, int T, int K)
 {
-    for (int b = b0; b < b1; b++) {
-        int t0 = b * OUTER_INPUTS, rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
+    for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
+        int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
         float *block = xt + (size_t)t0 * K;
         int j = 0;
         for (; j + 8 <= K; j += 8)

@@ -336,14 +336,7 @@ void matmul_q8_float_avx2(float *y, const float *xt, const int8_t *wq, const flo
             int R = n1 - i >= OUTER_ROWS ? OUTER_ROWS : 1;
             for (int r = 0; r < R; r++)
                 dequantize_q8(wd + r * len, wq + (size_t)(i + r) * K + j0, ws + (size_t)(i + r) * G, j0, len, gs);
-            for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
-                int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
-                const float *block = xt + (size_t)t0 * K + (size_t)j0 * OUTER_INPUTS;
-                if (R == OUTER_ROWS)
-                    outer_block_avx2(y + (size_t)t0 * N + i, block, wd, len, len, N, OUTER_ROWS, rows, add, 0);
-                else
-                    outer_block_avx2(y + (size_t)t0 * N + i, block, wd, len, len, N, 1, rows, add, 0);
-            }
+            outer_rows_avx2(y + i, xt, wd, T, K, N, j0, len, len, R, add, 0);
             i += R;
         }
     }

@@ -403,17 +403,7 @@ void matmul_outer_avx2(float *y, const float *xt, const float *w, int T, int K, 
         int len = K - j0 < chunk ? K - j0 : chunk, add = j0 > 0;
         for (int i = n0; i < n1;) {
             int R = n1 - i >= OUTER_ROWS ? OUTER_ROWS : 1;
-            const float *wi = w + (size_t)i * K + j0;
-            for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
-                int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
-                const float *block = xt + (size_t)t0 * K + (size_t)j0 * OUTER_INPUTS;
-                float *yt = y + (size_t)t0 * N + i;
-                if (R == OUTER_ROWS) /* the first pass over a block asks for the next one's rows */
-                    outer_block_avx2(yt, block, wi, len, K, N, OUTER_ROWS, rows, add,
-                                     t0 == 0 && i + 2 * OUTER_ROWS <= n1);
-                else
-                    outer_block_avx2(yt, block, wi, len, K, N, 1, rows, add, 0);
-            }
+            outer_rows_avx2(y + i, xt, w + (size_t)i * K + j0, T, K, N, j0, len, K, R, add, i + 2 * OUTER_ROWS <= n1);
             i += R;
         }
     }

@@ -77,4 +77,22 @@ static inline void outer_block_avx2(float *y, const float *xT, const float *w, i
             y[(size_t)t * N + r] = (add ? y[(size_t)t * N + r] : 0.0f) + sums[r][t];
 }
 
+/* Columns [j0, j0 + len) of the R weight rows at w (R is 6 or 1, rows w_stride floats apart)
+ * against every 16-row block of the transposed copy xt of T input rows of K columns (xt[b][j][r]);
+ * y points at y[0][i0]. prefetch: the first block's pass asks for the next 6 rows. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline void outer_rows_avx2(float *y, const float *xt, const float *w, int T, int K, int N, int j0, int len,
+                                   int w_stride, int R, int add, int prefetch)
+{
+    for (int t0 = 0; t0 < T; t0 += OUTER_INPUTS) {
+        int rows = T - t0 < OUTER_INPUTS ? T - t0 : OUTER_INPUTS;
+        const float *block = xt + (size_t)t0 * K + (size_t)j0 * OUTER_INPUTS;
+        float *yt = y + (size_t)t0 * N;
+        if (R == OUTER_ROWS)
+            outer_block_avx2(yt, block, w, len, w_stride, N, OUTER_ROWS, rows, add, prefetch && t0 == 0);
+        else
+            outer_block_avx2(yt, block, w, len, w_stride, N, 1, rows, add, 0);
+    }
+}
+
 #endif

@@ -22,11 +22,15 @@
  *  - Long rows are taken in chunks of at most STREAM_CHUNK columns (the partial sums add up in
  *    y), so that the block of weight rows stays in L1 while the input rows stream past it: at
  *    K = 2048 four whole rows are 32 KB and the inputs would push them out of a 48 KB L1.
- *  - While a block is being worked on, the same columns of the next block's rows are prefetched.
- *    The hardware prefetcher alone stalls whenever a block's arithmetic outlasts its loads
- *    (T = 4..16); with the next rows already on their way the memory stays busy. Every step
- *    asks again, in every input group: asking once per cache line, or only in the first group,
- *    lost up to a fifth at T = 8 (AVX2; the lines asked for early are pushed out of L1 again).
+ *  - While a block is being worked on, the next block is prefetched. The hardware prefetcher
+ *    alone stalls whenever a block's arithmetic outlasts its loads (T = 4..16); with the next
+ *    rows already on their way the memory stays busy. Every step asks again, in every input
+ *    group: asking once per cache line, or only in the first group, lost up to a fifth at T = 8
+ *    (AVX2; the lines asked for early are pushed out of L1 again). AVX-512 asks for the next
+ *    block in address order (its R rows are contiguous: R lines a step, one sequential stream),
+ *    not for the same columns of its R rows (R streams): a catch-up forward over 2..4 tokens
+ *    of the 110M shape went from 1.18 to 1.08-1.11 times a one-token forward (bench/NOTES.md,
+ *    catch-up: prefetch in address order).
  *  - Rows left over when n1 - n0 is not a multiple of R go one at a time.
  * Large batches are split into tiles of input rows that fit in L2 before they get here
  * (matmul_stream in kernels.c).
@@ -68,13 +72,13 @@ static int stream_chunk(int K)
  * Rows of x and W are K floats apart. */
 __attribute__((always_inline, target("avx512f")))
 static inline void step_avx512(__m512 acc[STREAM_ROWS][AVX512_INPUTS], const float *x, const float *w,
-                               int K, int R, int C, __mmask16 mask)
+                               int K, int R, int C, __mmask16 mask, const float *ahead)
 {
     __m512 wv[STREAM_ROWS];
     for (int r = 0; r < R; r++)
         wv[r] = _mm512_maskz_loadu_ps(mask, w + (size_t)r * K);
-    for (int r = 0; r < R; r++) /* the same columns of the next block's rows: see the plan above */
-        _mm_prefetch((const char *)(w + (size_t)(r + STREAM_ROWS) * K), _MM_HINT_T0);
+    for (int r = 0; r < R; r++) /* R lines of what comes next, in address order: see the plan */
+        _mm_prefetch((const char *)(ahead + 16 * r), _MM_HINT_T0);
     for (int c = 0; c < C; c++) {
         __m512 xv = _mm512_maskz_loadu_ps(mask, x + (size_t)c * K);
         for (int r = 0; r < R; r++)
@@ -98,11 +102,11 @@ static inline __m128 sum4_avx512(__m512 a, __m512 b, __m512 c, __m512 d)
 
 /* y[c][r] (+)= sum over `len` columns of W[r][j] x[c][j], for r < R weight rows and c < C input
  * rows; y points at y[t0][i0], x at x[t0][j0], w at W[i0][j0]; add: accumulate into y (the
- * chunks after the first). R and C are constants after inlining, so the loops unroll and acc
- * stays in registers. */
+ * chunks after the first); the step at column j prefetches R lines from ahead + R j. R and C are
+ * constants after inlining, so the loops unroll and acc stays in registers. */
 __attribute__((always_inline, target("avx512f")))
 static inline void block_avx512(float *y, const float *x, const float *w, int len, int K, int N, int R, int C,
-                                int add)
+                                int add, const float *ahead)
 {
     __m512 acc[STREAM_ROWS][AVX512_INPUTS];
     for (int r = 0; r < R; r++)
@@ -110,9 +114,9 @@ static inline void block_avx512(float *y, const float *x, const float *w, int le
             acc[r][c] = _mm512_setzero_ps();
     int j = 0;
     for (; j + 16 <= len; j += 16)
-        step_avx512(acc, x + j, w + j, K, R, C, 0xFFFF);
+        step_avx512(acc, x + j, w + j, K, R, C, 0xFFFF, ahead + (size_t)R * j);
     if (j < len)
-        step_avx512(acc, x + j, w + j, K, R, C, (__mmask16)((1u << (len - j)) - 1));
+        step_avx512(acc, x + j, w + j, K, R, C, (__mmask16)((1u << (len - j)) - 1), ahead + (size_t)R * j);
     for (int c = 0; c < C; c++) {
         float *yc = y + (size_t)c * N;
         if (R == 4) {
@@ -156,13 +160,16 @@ void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K
         gemv_avx512(y, x, w, K, n0, n1);
         return;
     }
+    /* One row at a time, and the rows left over after the blocks, prefetch the row STREAM_ROWS
+     * further on; a block of STREAM_ROWS rows the next block, R lines a step over all its
+     * chunks, so the whole of it while this one is worked on. */
     if (T <= AVX512_INPUTS && K <= ONE_ROW_MAX_K) {
         for (int i = n0; i < n1; i++) {
-            const float *wi = w + (size_t)i * K;
+            const float *wi = w + (size_t)i * K, *ahead = wi + (size_t)STREAM_ROWS * K;
             switch (T) {
-            case 2: block_avx512(y + i, x, wi, K, K, N, 1, 2, 0); break;
-            case 3: block_avx512(y + i, x, wi, K, K, N, 1, 3, 0); break;
-            default: block_avx512(y + i, x, wi, K, K, N, 1, 4, 0); break;
+            case 2: block_avx512(y + i, x, wi, K, K, N, 1, 2, 0, ahead); break;
+            case 3: block_avx512(y + i, x, wi, K, K, N, 1, 3, 0, ahead); break;
+            default: block_avx512(y + i, x, wi, K, K, N, 1, 4, 0, ahead); break;
             }
         }
         return;
@@ -172,20 +179,23 @@ void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K
         for (int j = 0; j < K; j += chunk) {
             int len = K - j < chunk ? K - j : chunk, add = j > 0;
             const float *wi = w + (size_t)i * K + j;
+            const float *ahead = w + (size_t)(i + STREAM_ROWS) * K + (size_t)STREAM_ROWS * j;
             for (int t = 0; t < T; t += AVX512_INPUTS) {
                 float *yt = y + (size_t)t * N + i;
                 const float *xt = x + (size_t)t * K + j;
                 switch (T - t) {
-                case 1: block_avx512(yt, xt, wi, len, K, N, 4, 1, add); break;
-                case 2: block_avx512(yt, xt, wi, len, K, N, 4, 2, add); break;
-                case 3: block_avx512(yt, xt, wi, len, K, N, 4, 3, add); break;
-                default: block_avx512(yt, xt, wi, len, K, N, 4, 4, add); break;
+                case 1: block_avx512(yt, xt, wi, len, K, N, 4, 1, add, ahead); break;
+                case 2: block_avx512(yt, xt, wi, len, K, N, 4, 2, add, ahead); break;
+                case 3: block_avx512(yt, xt, wi, len, K, N, 4, 3, add, ahead); break;
+                default: block_avx512(yt, xt, wi, len, K, N, 4, 4, add, ahead); break;
                 }
             }
         }
     for (; i < n1; i++)
-        for (int t = 0; t < T; t++)
-            block_avx512(y + (size_t)t * N + i, x + (size_t)t * K, w + (size_t)i * K, K, K, N, 1, 1, 0);
+        for (int t = 0; t < T; t++) {
+            const float *wi = w + (size_t)i * K;
+            block_avx512(y + (size_t)t * N + i, x + (size_t)t * K, wi, K, K, N, 1, 1, 0, wi + (size_t)STREAM_ROWS * K);
+        }
 }
 
 /* --- AVX2 + FMA: 8 floats a vector, only 16 registers. A tile of R weight rows x C input rows

@@ -29,8 +29,8 @@
  *    (AVX2; the lines asked for early are pushed out of L1 again). AVX-512 asks for the next
  *    block in address order (its R rows are contiguous: R lines a step, one sequential stream),
  *    not for the same columns of its R rows (R streams): a catch-up forward over 2..4 tokens
- *    of the 110M shape went from 1.18 to 1.08-1.11 times a one-token forward (bench/NOTES.md,
- *    catch-up: prefetch in address order).
+ *    of the 110M shape went from 1.16-1.22 to 1.05-1.15 times a one-token forward at 2 threads
+ *    (bench/NOTES.md, catch-up on AVX-512).
  *  - Rows left over when n1 - n0 is not a multiple of R go one at a time.
  * Large batches are split into tiles of input rows that fit in L2 before they get here
  * (matmul_stream in kernels.c).

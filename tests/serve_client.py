@@ -358,10 +358,22 @@ def queue(args):
     def run():
         results.append(request(args.port, "POST", "/v1/completions", long)[0])
 
+    def metrics_show(line):
+        """Polls /metrics until it has this line (True), or gives up after 10 s (False)."""
+        for _ in range(2000):
+            if line in request(args.port, "GET", "/metrics")[1].splitlines():
+                return True
+            time.sleep(0.005)
+        return False
+
+    # The third request goes in once the server says the first runs and the second waits (a
+    # fixed sleep let a fast machine finish the first before the third arrived).
     threads = [threading.Thread(target=run) for _ in range(2)]
-    for t in threads:
-        t.start()
-        time.sleep(0.2)
+    threads[0].start()
+    running = metrics_show("llamix_active_sequences 1")
+    threads[1].start()
+    waiting = metrics_show("llamix_queue_depth 1")
+    ok("one request runs and one waits", running and waiting, (running, waiting))
     st, out = request(args.port, "POST", "/v1/completions", long)
     for t in threads:
         t.join(60)

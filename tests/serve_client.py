@@ -47,6 +47,16 @@ def request(port, method, path, body=None, extra=None, raw=None):
         return status, text
 
 
+def metrics_show(port, *lines):
+    """Polls /metrics until it has every one of these lines (True), or gives up after 10 s."""
+    for _ in range(2000):
+        have = request(port, "GET", "/metrics")[1].splitlines()
+        if all(line in have for line in lines):
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def complete(port, body):
     status, out = request(port, "POST", "/v1/completions", body)
     if status != 200:
@@ -272,13 +282,7 @@ def check(args):
                "Content-Length: %d\r\n\r\n%s" % (auth, len(body), body)).encode())
     first = s.recv(200)
     s.close()
-    freed = False
-    for _ in range(100):
-        m = request(port, "GET", "/metrics")[1]
-        if "llamix_active_sequences 0" in m and "llamix_queue_depth 0" in m:
-            freed = True
-            break
-        time.sleep(0.05)
+    freed = metrics_show(port, "llamix_active_sequences 0", "llamix_queue_depth 0")
     ok("a client killed mid-stream frees its sequence", first.startswith(b"HTTP/1.1 200") and freed, first[:40])
     ok("the server goes on after that", complete(port, dict(base, seed=7))["choices"][0]["text"] == seed7)
 
@@ -358,21 +362,13 @@ def queue(args):
     def run():
         results.append(request(args.port, "POST", "/v1/completions", long)[0])
 
-    def metrics_show(line):
-        """Polls /metrics until it has this line (True), or gives up after 10 s (False)."""
-        for _ in range(2000):
-            if line in request(args.port, "GET", "/metrics")[1].splitlines():
-                return True
-            time.sleep(0.005)
-        return False
-
     # The third request goes in once the server says the first runs and the second waits (a
     # fixed sleep let a fast machine finish the first before the third arrived).
     threads = [threading.Thread(target=run) for _ in range(2)]
     threads[0].start()
-    running = metrics_show("llamix_active_sequences 1")
+    running = metrics_show(args.port, "llamix_active_sequences 1")
     threads[1].start()
-    waiting = metrics_show("llamix_queue_depth 1")
+    waiting = metrics_show(args.port, "llamix_queue_depth 1")
     ok("one request runs and one waits", running and waiting, (running, waiting))
     st, out = request(args.port, "POST", "/v1/completions", long)
     for t in threads:

@@ -191,11 +191,11 @@ void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K
                 }
             }
         }
-    for (; i < n1; i++)
-        for (int t = 0; t < T; t++) {
-            const float *wi = w + (size_t)i * K;
+    for (; i < n1; i++) {
+        const float *wi = w + (size_t)i * K;
+        for (int t = 0; t < T; t++)
             block_avx512(y + (size_t)t * N + i, x + (size_t)t * K, wi, K, K, N, 1, 1, 0, wi + (size_t)STREAM_ROWS * K);
-        }
+    }
 }
 
 /* --- AVX2 + FMA: 8 floats a vector, only 16 registers. A tile of R weight rows x C input rows

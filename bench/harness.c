@@ -44,10 +44,12 @@ static int generation_context(const BenchPlan *plan) { return list_max(plan->ps,
 
 static int catch_up_context(const BenchPlan *plan) { return plan->nspans ? plan->ps[0] + list_max(plan->spans, plan->nspans) : 0; }
 
+static int score_context(const BenchPlan *plan) { return plan->nwindows ? list_max(plan->windows, plan->nwindows) : 0; }
+
 int bench_context(const BenchPlan *plan)
 {
-    int g = generation_context(plan), c = catch_up_context(plan);
-    return g > c ? g : c;
+    int g = generation_context(plan), c = catch_up_context(plan), s = score_context(plan);
+    return g > c ? (g > s ? g : s) : (c > s ? c : s);
 }
 
 void bench_test_weights(const BenchReport *R, const BenchTest *t, double *w)
@@ -402,6 +404,65 @@ static void account(BenchReport *R)
         R->checkpoint_bytes += (double)R->models[i]->size;
 }
 
+/* ------------------------------------------------------------------ scoring */
+
+/* --score (harness.h): for each distinct member and thread count, score_member over
+ * BENCH_SCORE_WINDOWS windows of each length C, the lengths interleaved within a repetition
+ * (reversed in odd ones) after one untimed round. score_member runs each window's C - 1 rows
+ * in forwards of up to max_batch rows, every row's classifier included; by the sums in
+ * forward_flops that is the work of one forward of C - 1 rows at position 0. */
+static LxStatus run_score(BenchReport *R, const BenchPlan *o, LxError *err)
+{
+    int nd = 0, c_max = score_context(o), V = o->models[0]->config.vocab_size;
+    for (int i = 0; i < o->n_models; i++)
+        nd += R->distinct[i] == i;
+    long n_max = 1 + (long)BENCH_SCORE_WINDOWS * (c_max - 1);
+    R->score = calloc((size_t)nd * (size_t)o->nt * (size_t)o->nwindows, sizeof *R->score);
+    int *tokens = malloc(sizeof(int) * (size_t)n_max);
+    double *logp = malloc(sizeof(double) * (size_t)n_max);
+    if (!R->score || !tokens || !logp) {
+        free(tokens);
+        free(logp);
+        return (LxStatus)fail(err, LX_ERR_MEMORY, "out of memory for the scoring test");
+    }
+    Rng rng;
+    rng_seed(&rng, o->seed ^ 0x9e3779b9u);
+    tokens[0] = TOKEN_BOS;
+    for (long i = 1; i < n_max; i++)
+        tokens[i] = (int)(rng_u32(&rng) % (uint32_t)V);
+    LxStatus status = LX_OK;
+    for (int d = 0; d < o->n_models && status == LX_OK; d++) {
+        if (R->distinct[d] != d)
+            continue;
+        const Model *m = o->models[d];
+        for (int ti = 0; ti < o->nt && status == LX_OK; ti++) {
+            say(o, "scoring: member %d, %d thread%s, windows of %d tokens at most", d + 1, o->ts[ti],
+                o->ts[ti] > 1 ? "s" : "", c_max);
+            BenchScore *s = R->score + R->n_score;
+            for (int rep = -1; rep < R->r && status == LX_OK; rep++) /* -1: the warm-up */
+                for (int j = 0; j < o->nwindows && status == LX_OK; j++) {
+                    int wi = rep % 2 ? o->nwindows - 1 - j : j;
+                    int C = o->windows[wi];
+                    ScoreOptions so = {.context = C, .threads = o->ts[ti], .member = d};
+                    double t0 = now_seconds();
+                    status = (LxStatus)score_member(m, tokens, 1 + (long)BENCH_SCORE_WINDOWS * (C - 1), &so, logp, err);
+                    if (rep >= 0)
+                        s[wi].seconds[rep] = now_seconds() - t0;
+                }
+            for (int j = 0; j < o->nwindows && status == LX_OK; j++) {
+                s[j].member = d, s[j].threads = o->ts[ti], s[j].context = o->windows[j];
+                s[j].tokens = (long)BENCH_SCORE_WINDOWS * (o->windows[j] - 1);
+                s[j].flops = BENCH_SCORE_WINDOWS * forward_flops(&m->config, o->windows[j] - 1, 0, o->windows[j] - 1);
+            }
+            if (status == LX_OK)
+                R->n_score += o->nwindows;
+        }
+    }
+    free(tokens);
+    free(logp);
+    return status;
+}
+
 /* ------------------------------------------------------------------ machine limits */
 
 /* The bandwidth buffer, allocated and touched before the runs: the read bandwidth is measured at
@@ -457,7 +518,14 @@ static LxStatus check_plan(const BenchPlan *o, LxError *err)
             return (LxStatus)fail(err, LX_ERR_CONTEXT, "--catch-up %d: the first prompt (-p %d) plus the span, %d "
                                   "tokens, exceed the context of %s (seq_len %d)", list_max(o->spans, o->nspans),
                                   o->ps[0], catch_up_context(o), m->path, m->config.seq_len);
+        if (m->config.seq_len < score_context(o))
+            return (LxStatus)fail(err, LX_ERR_CONTEXT, "--score %d: the window exceeds the context of %s (seq_len %d)",
+                                  score_context(o), m->path, m->config.seq_len);
     }
+    for (int i = 0; i < o->nwindows; i++)
+        if (o->windows[i] < 2)
+            return (LxStatus)fail(err, LX_ERR_ARGUMENT, "--score %d: a window is at least 2 tokens (BOS and one to score)",
+                                  o->windows[i]);
     for (int i = 0; i < o->nspans; i++)
         if (o->spans[i] < 1)
             return (LxStatus)fail(err, LX_ERR_ARGUMENT, "--catch-up %d: a span is at least 1 token", o->spans[i]);
@@ -507,7 +575,8 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
     say(o, "warming up");
     double busy0 = probe_machine_busy_seconds(), own0 = probe_cpu_seconds(), wall0 = now_seconds();
     if ((status = warm_up(o, prompt, err)) != LX_OK || (status = run_tests(R, o, prompt, err)) != LX_OK ||
-        (o->nspans && (status = run_catch_up(R, o, prompt, err)) != LX_OK))
+        (o->nspans && (status = run_catch_up(R, o, prompt, err)) != LX_OK) ||
+        (o->nwindows && (status = run_score(R, o, err)) != LX_OK))
         goto done;
     R->background = (probe_machine_busy_seconds() - busy0 - (probe_cpu_seconds() - own0)) / (now_seconds() - wall0);
     account(R);
@@ -545,7 +614,9 @@ void bench_report_free(BenchReport *R)
     free(R->tests);
     free(R->seconds_store);
     free(R->catch_up);
+    free(R->score);
     R->catch_up = NULL;
+    R->score = NULL;
     R->bw_buf = NULL;
     R->tests = NULL;
     R->seconds_store = NULL;

@@ -44,6 +44,12 @@
  * The spans interleave within each repetition (reversed in odd ones), so ratio(m) = t(m) / t(1)
  * of one repetition is a side-by-side ratio; its median and range are reported.
  *
+ * Scoring (--score C1,C2,...): what `llamix score -c C` runs for each member (score_member):
+ * BOS and random ids cut into windows of C tokens, every row's logits and its log-softmax, here
+ * over SCORE_WINDOWS windows (the run state allocated once, as for a text). Its GFLOP/s count
+ * every row's classifier and the attention over the window so far; its efficiency is over the
+ * sgemm peak at that thread count. The window lengths interleave within each repetition.
+ *
  * Beside the runs the harness measures the machine's limits (probes.h): the read bandwidth at
  * every repetition, since it drifts too, and after the runs the matvec and sgemm peaks. Decode
  * efficiency = weight bytes streamed per second (forward calls x checkpoint weight bytes / tg
@@ -64,6 +70,7 @@
 #define BENCH_SINGLE (-1)    /* a bench mode: BENCH_SINGLE or an LxMode */
 #define BENCH_ROUTED 0x100   /* or'ed into an LxMode: the same mode with the plan's router */
 #define BENCH_SGEMM_SIZE 2048 /* sgemm peak: a 2048^3 product, 17 GFLOP */
+#define BENCH_SCORE_WINDOWS 2 /* --score: windows per timed scoring call */
 
 /* What to run: every combination of the lists, over members that the caller opened. */
 typedef struct {
@@ -83,6 +90,7 @@ typedef struct {
     double weights[BENCH_MAX_MEMBERS]; /* -w: the ensembles' weights (normalised), n_weights = the one K */
     int n_weights;          /* 0: uniform over each test's K */
     int spans[BENCH_MAX_LIST], nspans; /* --catch-up: span lengths m (1 first, always); 0: no catch-up test */
+    int windows[BENCH_MAX_LIST], nwindows; /* --score: window lengths C; 0: no scoring test */
     FILE *log;              /* progress lines ("llamix bench: ..."), or NULL */
 } BenchPlan;
 
@@ -120,6 +128,14 @@ typedef struct {
     double ratio[BENCH_MAX_REPS];                /* seconds / the same repetition's span-1 seconds */
 } BenchCatchUp;
 
+/* One scoring measurement: BENCH_SCORE_WINDOWS windows of `context` tokens through one member. */
+typedef struct {
+    int member, threads, context;
+    long tokens;                   /* scored: BENCH_SCORE_WINDOWS x (context - 1) */
+    double flops;                  /* of its forwards */
+    double seconds[BENCH_MAX_REPS]; /* one per repetition */
+} BenchScore;
+
 /* Everything the reports print. */
 typedef struct {
     int r, n_tests;
@@ -152,13 +168,15 @@ typedef struct {
     int catch_r;             /* repetitions of the catch-up test (at least 11) */
     int n_catch;
     BenchCatchUp *catch_up;  /* (n_catch) by member, threads, span */
+    int n_score;
+    BenchScore *score;       /* (n_score) by member, threads, window length; R->r repetitions */
 } BenchReport;
 
 /* Zero R and note the clock and the process's size before any member is loaded. */
 void bench_begin(BenchReport *R);
 
-/* The most tokens one test holds: the longest prompt plus the longest generation, or the first
- * prompt plus the longest catch-up span. */
+/* The most tokens one test holds: the longest prompt plus the longest generation, the first
+ * prompt plus the longest catch-up span, or the longest scoring window. */
 int bench_context(const BenchPlan *plan);
 
 /* Check the plan against its members, run it and fill R. LX_ERR_FILE: members that cannot be

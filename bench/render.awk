@@ -53,6 +53,13 @@ in_peers && /^ \{"program":/ {   # one peer measurement (tok/s per round, median
 /^ \{"path":/ { if (!(run in shape_of)) shape_of[run] = str($0, "shape"); wbytes[str($0, "shape")] = num($0, "weight_bytes"); members[run]++
                 if (kind[run] == "uneven") un_members[run] = un_members[run] (un_members[run] == "" ? "" : " + ") sprintf("%.0f MB", num($0, "weight_bytes") / 1e6) }
 /"weights":\[/ && !/^ \{/ { weights[run] = list($0, "weights") }
+/^ \{"member":/ && /"context":/ {   # a scoring measurement: windows of C tokens through one member
+    key = str($0, "shape") SUBSEP num($0, "threads") SUBSEP num($0, "context")
+    if (!(key in sc_tps)) sc_rows[++n_sc] = key
+    sc_tps[key] = num($0, "tok_s"); sc_gf[key] = num($0, "gflops"); sc_eff[key] = num($0, "score_efficiency")
+    sc_sg[key] = sg[run, num($0, "threads")]
+    next
+}
 /^ \{"member":/ {   # a catch-up measurement: one forward over span tokens against one token
     key = str($0, "shape") SUBSEP num($0, "threads")
     if (!(key in seen_cu)) { seen_cu[key] = 1; cu_rows[++n_cu_rows] = key }
@@ -276,6 +283,18 @@ END {
             if (any) print line
         }
     }
+    if (n_sc) {
+        print ""
+        print "Scoring (`llamix bench --score C`): what `llamix score -c C` runs for each member, over two windows"
+        print "of C random tokens: every row's classifier and log-softmax, attention over the window so far. The"
+        print "target (issue 21): at least 80% of the sgemm peak of the same run (110M, 1024-token windows)."
+        print ""
+        print "| shape | threads | window C | tok/s | GFLOP/s | sgemm GFLOP/s | of sgemm |"
+        print "| ----- | ------: | -------: | ----: | ------: | ------------: | -------: |"
+        for (i = 1; i <= n_sc; i++) { split(sc_rows[i], f, SUBSEP); key = sc_rows[i]
+            printf "| %s | %d | %d | %s | %s | %s | %s |\n", f[1], f[2], f[3], fmt(sc_tps[key]), fmt(sc_gf[key]), fmt(sc_sg[key]),
+                sc_eff[key] == "" ? "" : sprintf("%.0f%%", 100 * sc_eff[key]) }
+    }
     if (n_q8) {
         print ""
         print "## Int8 prefill: one " q8shape " model in fp32 and in Q8_0, tok/s, " q8t " threads"
@@ -353,6 +372,8 @@ END {
     split("pp64 pp256", pt, " ")
     for (j = 1; j <= 2; j++) { key = "single" SUBSEP 1 SUBSEP "110M" SUBSEP T2 SUBSEP pt[j]
         if (key in gf) printf "| prefill 110M %s >= 80%% of sgemm peak | %.0f%% (%s GFLOP/s of %s) | %s |\n", pt[j], 100 * eff[key], fmt(gf[key]), fmt(lim_sg[T2]), verdict(eff[key] >= 0.8) }
+    key = "110M" SUBSEP T2 SUBSEP 1024
+    if ((key in sc_eff) && sc_eff[key] != "") printf "| scoring 110M, 1024-token windows >= 80%% of sgemm peak | %.0f%% (%s GFLOP/s of %s) | %s |\n", 100 * sc_eff[key], fmt(sc_gf[key]), fmt(sc_sg[key]), verdict(sc_eff[key] >= 0.8)
     if ("pp64" in q8ratio) printf "| prefill %s pp64: Q8_0 at least as fast as fp32, same run (issue 16) | %.2fx | %s |\n", q8shape, q8ratio["pp64"], verdict(q8ratio["pp64"] >= 1)
     split("110M 5.5 15M 5", sqt, " ")
     for (j = 1; j <= 3; j += 2) { key = sqt[j] SUBSEP 16

@@ -235,6 +235,46 @@ static void catch_up_markdown(FILE *f, const BenchReport *R)
     fprintf(f, "\n");
 }
 
+/* A scoring measurement's medians over the repetitions: tok/s, GFLOP/s and GFLOP/s over the sgemm
+ * peak at its thread count (NAN without limits). */
+static void score_rates(const BenchReport *R, const BenchScore *s, double *tok_s, double *gflops, double *eff)
+{
+    const BenchLimits *lim = limits_for(R, s->threads);
+    double t[BENCH_MAX_REPS] = {0}, g[BENCH_MAX_REPS] = {0};
+    for (int j = 0; j < R->r; j++) {
+        t[j] = (double)s->tokens / s->seconds[j];
+        g[j] = s->flops / s->seconds[j] / 1e9;
+    }
+    *tok_s = stats_median(t, R->r);
+    *gflops = stats_median(g, R->r);
+    *eff = lim ? *gflops / lim->sgemm : NAN;
+}
+
+/* The scoring table (--score). */
+static void score_markdown(FILE *f, const BenchReport *R)
+{
+    if (!R->n_score)
+        return;
+    fprintf(f, "Scoring: what llamix score -c C runs per member, over %d windows of C tokens (every row's classifier "
+               "and log-softmax, attention over the window so far); the target (issue 21) is >= 80%% of the sgemm "
+               "peak. Medians of %d repetitions.\n\n", BENCH_SCORE_WINDOWS, R->r);
+    int lw = label_width(R);
+    fprintf(f, "| member | %-*s | threads |    C | tokens |    tok/s | GFLOP/s | of sgemm |\n", lw, "shape");
+    fprintf(f, "| -----: | %.*s | ------: | ---: | -----: | -------: | ------: | -------: |\n", lw, DASHES);
+    for (int i = 0; i < R->n_score; i++) {
+        const BenchScore *s = &R->score[i];
+        char label[64], pct[16] = "-";
+        double tok_s, gflops, eff;
+        member_label(R, s->member, label, sizeof label);
+        score_rates(R, s, &tok_s, &gflops, &eff);
+        if (isfinite(eff))
+            snprintf(pct, sizeof pct, "%.0f%%", 100 * eff);
+        fprintf(f, "| %6d | %-*s | %7d | %4d | %6ld | %8.1f | %7.1f | %8s |\n", s->member + 1, lw, label, s->threads,
+                s->context, s->tokens, tok_s, gflops, pct);
+    }
+    fprintf(f, "\n");
+}
+
 void report_markdown(FILE *f, const BenchReport *R)
 {
     const ModelConfig *c = &R->models[0]->config;
@@ -296,6 +336,7 @@ void report_markdown(FILE *f, const BenchReport *R)
     fprintf(f, "\n");
     expected_markdown(f, R);
     catch_up_markdown(f, R);
+    score_markdown(f, R);
 
     /* ME over CE, side by side */
     for (int i = 0; i < R->n_tests; i++) {
@@ -518,6 +559,26 @@ void report_json(FILE *f, const BenchReport *R)
             cli_json_number(f, stats_min(c->ratio, R->catch_r));
             fprintf(f, ",\"ratio_max\":");
             cli_json_number(f, stats_max(c->ratio, R->catch_r));
+            fputc('}', f);
+        }
+        fprintf(f, "],\n");
+    }
+    if (R->n_score) {
+        fprintf(f, "\"score\":[");
+        for (int i = 0; i < R->n_score; i++) {
+            const BenchScore *s = &R->score[i];
+            char label[64];
+            double tok_s, gflops, eff;
+            member_label(R, s->member, label, sizeof label);
+            score_rates(R, s, &tok_s, &gflops, &eff);
+            fprintf(f, "%s\n {\"member\":%d,\"shape\":", i ? "," : "", s->member);
+            cli_json_string(f, label);
+            fprintf(f, ",\"threads\":%d,\"context\":%d,\"tokens\":%ld,\"tok_s\":", s->threads, s->context, s->tokens);
+            cli_json_number(f, tok_s);
+            fprintf(f, ",\"gflops\":");
+            cli_json_number(f, gflops);
+            fprintf(f, ",\"score_efficiency\":");
+            cli_json_number(f, eff);
             fputc('}', f);
         }
         fprintf(f, "],\n");

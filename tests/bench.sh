@@ -1,6 +1,6 @@
 #!/bin/sh
-# bench.sh: `llamix bench`'s weights (-w), expected-cost fields and catch-up test (--catch-up),
-# run by make check. Fast: tiny members (--shape tiny, `llamix init` files), -r 1..2, no limits.
+# bench.sh: `llamix bench`'s weights (-w), expected-cost fields, catch-up test (--catch-up) and
+# scoring test (--score), run by make check. Fast: tiny members (--shape tiny, `llamix init` files), -r 1..2, no limits.
 # Timings are never checked against thresholds here (speed belongs to benchmarks); what is
 # checked is that the options are refused or take effect, and that the reports carry the fields
 # and only when they should (each positive check has its negative control).
@@ -49,6 +49,27 @@ error "bench --catch-up too many spans" 2 "--catch-up" "at most 16" -- \
 run "$LLAMIX" bench -m "$tmp/a.bin" --catch-up 60 -n 2 -e single -o json $quick
 check "bench --catch-up at the context's end runs" grep -q '"span":60,' "$tmp/out"
 
+# ------------------------------------------------------------------ --score
+error "bench --score 1" 2 "--score" "'1'" -- "$LLAMIX" bench --shape tiny --score 1 $quick
+error "bench --score beyond the context" 2 "--score 65" "seq_len 64" -- "$LLAMIX" bench -m "$tmp/a.bin" --score 65 -n 2 $quick
+run "$LLAMIX" bench -m "$tmp/a.bin" -e single -n 0 --score 8,64 -o json $quick
+cp "$tmp/out" "$tmp/s.json"
+check "bench --score: windows 8 and 64 (the context's end), in order" \
+    [ "$(sed -n 's/.*"context":\([0-9]*\),"tokens":\([0-9]*\),.*/\1:\2/p' "$tmp/s.json" | tr '\n' ' ')" = "8:14 64:126 " ]
+w64=$(grep '"context":64,' "$tmp/s.json")
+check "bench --score: tok/s > 0" positive "$(field tok_s "$w64")"
+check "bench --score: no efficiency without the limits" [ "$(field score_efficiency "$w64")" = null ]
+# GFLOP/s over tok/s is the work per scored token: 2 (L (2 D^2 + 2 D KVD + 3 D H) + L D C + V D)
+check "bench --score: GFLOP/s count every row's classifier and attention" awk -v g="$(field gflops "$w64")" \
+    -v t="$(field tok_s "$w64")" -v m="$(grep '"path":' "$tmp/s.json")" 'BEGIN {
+        n = split("dim hidden_dim n_layers n_heads n_kv_heads vocab_size", k, " ")
+        for (i = 1; i <= n; i++) { match(m, "\"" k[i] "\":[0-9]+"); c[k[i]] = substr(m, RSTART + length(k[i]) + 3, RLENGTH - length(k[i]) - 3) }
+        D = c["dim"]; H = c["hidden_dim"]; L = c["n_layers"]; V = c["vocab_size"]; KVD = D * c["n_kv_heads"] / c["n_heads"]
+        x = 2 * (L * (2 * D * D + 2 * D * KVD + 3 * D * H) + L * D * 64 + V * D); y = g * 1e9 / t
+        exit !(D > 0 && (y - x) * (y - x) < 1e-8 * x * x) }'
+run "$LLAMIX" bench -m "$tmp/a.bin" -e single -n 0 --score 8 $quick
+check "bench md: the scoring table" sh -c "grep -q 'what llamix score -c C runs per member' '$tmp/out' && grep -q '^|      1 | a.bin  |       1 |    8 |     14 |' '$tmp/out'"
+
 # ------------------------------------------------------------------ the JSON of a tiny run
 run "$LLAMIX" bench --shape tiny -k 3 -w 2,1,1 -n 4 --catch-up 4,2 -o json $quick
 cp "$tmp/out" "$tmp/w.json"
@@ -84,6 +105,7 @@ check "bench: me expects c, ce expects 3c (alike members, r 1)" awk -v m="$me_e"
 # negative controls: without the options, no catch-up and uniform weights; without single, no expected cost
 run "$LLAMIX" bench --shape tiny -k 2 -n 4 -o json $quick
 check "bench: no catch_up without --catch-up" sh -c "! grep -q catch_up '$tmp/out'"
+check "bench: no score without --score" sh -c "! grep -q '\"score\":' '$tmp/out'"
 check "bench: uniform weights without -w" grep -q '^"weights":\[0.5,0.5\],$' "$tmp/out"
 check "bench: expected cost with the default modes" grep -q over_expected "$tmp/out"
 run "$LLAMIX" bench --shape tiny -k 2 -n 4 -e ce,me -o json $quick

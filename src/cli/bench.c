@@ -60,6 +60,9 @@ static void usage(FILE *out)
         "      --catch-up LIST    also time one forward over an m-token span at position -p (ME's\n"
         "                         catch-up), e.g. 1,2,4,8, for every distinct member and -t, against\n"
         "                         m = 1 (always measured), at least 11 repetitions\n"
+        "      --score LIST       also time scoring as llamix score -c C does it, e.g. 1024: two\n"
+        "                         windows of C random tokens, every row's log-softmax, for every\n"
+        "                         distinct member and -t; GFLOP/s against the sgemm peak\n"
         "      --router FILE      also run each ce and me test of the router's K with it, side by\n"
         "                         side, and time the router alone (its cost per token)\n"
         "      --wait POLICY      how idle threads wait: auto (the default: by the host's load at the\n"
@@ -129,7 +132,7 @@ typedef struct {
 } Options;
 
 enum { OPT_SHAPE = 256, OPT_QUANT, OPT_JSON_FILE, OPT_BW, OPT_NO_LIMITS, OPT_ROUTER, OPT_SEQUENCES,
-       OPT_WAIT, OPT_CATCH_UP };
+       OPT_WAIT, OPT_CATCH_UP, OPT_SCORE };
 
 /* --catch-up LIST: the spans with the base span 1 first (added when not listed), each once. */
 static int parse_spans(const char *text, BenchPlan *p)
@@ -161,7 +164,8 @@ static int parse_options(int argc, char **argv, Options *o)
         {"model", required_argument, 0, 'm'}, {"shape", required_argument, 0, OPT_SHAPE},
         {"quant", required_argument, 0, OPT_QUANT},
         {"members", required_argument, 0, 'k'}, {"weights", required_argument, 0, 'w'},
-        {"catch-up", required_argument, 0, OPT_CATCH_UP}, {"n-prompt", required_argument, 0, 'p'},
+        {"catch-up", required_argument, 0, OPT_CATCH_UP}, {"score", required_argument, 0, OPT_SCORE},
+        {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'}, {"repetitions", required_argument, 0, 'r'},
         {"threads", required_argument, 0, 't'}, {"ensemble", required_argument, 0, 'e'},
         {"output", required_argument, 0, 'o'}, {"json-file", required_argument, 0, OPT_JSON_FILE},
@@ -201,6 +205,7 @@ static int parse_options(int argc, char **argv, Options *o)
         case 'k': bad = parse_list("-k", optarg, 1, CLI_MAX_MEMBERS, 0, p->ks, &p->nk); break;
         case 'w': o->weights_text = optarg; break;
         case OPT_CATCH_UP: bad = parse_spans(optarg, p); break;
+        case OPT_SCORE: bad = parse_list("--score", optarg, 2, 1 << 20, 0, p->windows, &p->nwindows); break;
         case 'p': bad = parse_list("-p", optarg, 1, 1 << 20, 0, p->ps, &p->np); break;
         case 'n': bad = parse_list("-n", optarg, 0, 1 << 20, 0, p->ns, &p->nn); break;
         case 'r': bad = cli_int("-r", optarg, 1, BENCH_MAX_REPS, &p->reps); break;

@@ -222,10 +222,21 @@ static void outer_on_copy(float *y, const float *x, const float *w, int T, int K
     matmul_outer_avx2(y, xt, w, T, K, N, n0, n1);
     free(xt);
 }
+
+/* The same with matmul_outer_avx512, the forward's kernel on a CPU with AVX-512. */
+static void outer_on_copy_avx512(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    size_t rows = (size_t)(T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS * TRANSPOSED_ROWS;
+    float *xt = malloc(rows * K * sizeof(float));
+    assert_non_null(xt);
+    transpose_input(xt, x, T, K);
+    matmul_outer_avx512(y, xt, w, T, K, N, n0, n1);
+    free(xt);
+}
 #endif
 
 /* The outer products on one transposed copy (the forward's batches of 16 rows up to BLAS's on
- * AVX2), and the copy itself: the AVX2 transposition must write what the plain loops write, the
+ * AVX2 and AVX-512), and the copy itself: the AVX2 transposition must write what the plain loops write, the
  * rows past T included. */
 static void test_outer_on_copy(void **state)
 {
@@ -250,6 +261,10 @@ static void test_outer_on_copy(void **state)
     free(plain);
     free(vector);
     check_against_reference(outer_on_copy, "outer products on a copy", 1);
+    if (kernels_isa_available(KERNEL_ISA_AVX512))
+        check_against_reference(outer_on_copy_avx512, "AVX-512 outer products on a copy", 1);
+    else
+        print_message("AVX-512 outer products: not available on this CPU or build, skipped\n");
 #else
     skip();
 #endif

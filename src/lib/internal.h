@@ -372,16 +372,19 @@ void matmul_blas(float *y, const float *x, const float *w, int T, int K, int N, 
 void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
 void matmul_stream_avx2(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1);
 void matmul_outer_avx2(float *y, const float *xt, const float *w, int T, int K, int N, int n0, int n1);
+void matmul_outer_avx512(float *y, const float *xt, const float *w, int T, int K, int N, int n0, int n1);
 void transpose_input_avx2(float *xt, const float *x, int T, int K);
 #endif
 
-/* The forward's fp32 batches from outer_min_rows() rows (AVX2: AVX2_OUTER_MIN_T; INT_MAX with
- * other instruction sets) up to BLAS's: the input transposed once per call into blocks of
- * TRANSPOSED_ROWS rows, xt[b][j][r] = x[16 b + r][j] (rows past T zero; room for T rounded up
- * to 16 rows of K), then matmul_outer_avx2 on each thread's rows. 16 rows are the input rows of
- * the AVX2 outer-product block (vector_x86.h). */
+/* The forward's fp32 batches from outer_min_rows() rows (AVX2: AVX2_OUTER_MIN_T, AVX-512:
+ * AVX512_OUTER_MIN_T; INT_MAX without either) up to BLAS's: the input transposed once per call
+ * into blocks of TRANSPOSED_ROWS rows, xt[b][j][r] = x[16 b + r][j] (rows past T zero; room for
+ * T rounded up to 16 rows of K), then matmul_outer_avx2 or matmul_outer_avx512 on each thread's
+ * rows. 16 rows are the input rows of the AVX2 outer-product block (vector_x86.h) and one
+ * vector of the AVX-512 one. */
 #define TRANSPOSED_ROWS 16
 #define AVX2_OUTER_MIN_T 16
+#define AVX512_OUTER_MIN_T 16
 int outer_min_rows(void);
 void transpose_input(float *xt, const float *x, int T, int K);
 

@@ -14,7 +14,8 @@
  * more than T = 1. BLAS sgemm packs its operands into cache-sized panels first; that costs a copy
  * of W, which pays off only once T is large enough for the multiply to dominate, and only if the
  * streaming kernel is much slower at multiplying than BLAS. The crossover depends on the
- * instruction set (BLAS_MIN_ROWS_* below): with AVX-512 the streaming kernel wins throughout. */
+ * instruction set (BLAS_MIN_ROWS_* below): with AVX-512 the streaming kernels (dot-product
+ * blocks for small T, outer products from 16 rows on) are used throughout. */
 #include "config.h"
 #include "internal.h"
 
@@ -146,19 +147,23 @@ void matmul_stream(float *y, const float *x, const float *w, int T, int K, int N
         stream(y + (size_t)t * N, x + (size_t)t * K, w, T - t < tile ? T - t : tile, K, N, n0, n1);
 }
 
-/* --- The transposed input of the AVX2 outer products (kernels_x86.c, matmul_outer_avx2): the
- * forward's batches from AVX2_OUTER_MIN_T rows up to BLAS's (INT_MAX where the CPU has no AVX2
- * or AVX-512 is in use). */
+/* --- The transposed input of the outer products (kernels_x86.c, matmul_outer_avx2 and
+ * matmul_outer_avx512): the forward's batches from AVX2_OUTER_MIN_T or AVX512_OUTER_MIN_T rows
+ * up to BLAS's (INT_MAX where the CPU has neither). */
 int outer_min_rows(void)
 {
-    return current_isa() == KERNEL_ISA_AVX2 ? AVX2_OUTER_MIN_T : INT_MAX;
+    switch (current_isa()) {
+    case KERNEL_ISA_AVX2: return AVX2_OUTER_MIN_T;
+    case KERNEL_ISA_AVX512: return AVX512_OUTER_MIN_T;
+    default: return INT_MAX;
+    }
 }
 
 /* xt[b][j][r] = x[16 b + r][j] for blocks b of 16 rows, rows past T zero. */
 void transpose_input(float *xt, const float *x, int T, int K)
 {
 #ifdef KERNELS_X86
-    if (current_isa() == KERNEL_ISA_AVX2) {
+    if (current_isa() >= KERNEL_ISA_AVX2) { /* (every AVX-512 CPU has AVX2) */
         transpose_input_avx2(xt, x, T, K);
         return;
     }
@@ -203,8 +208,11 @@ int kernels_have_blas(void)
 /* The crossover: batches of at least this many rows go to BLAS. It depends on which streaming
  * kernel BLAS is up against, so there is one per instruction set, measured with bench/matmul_bench
  * against OpenBLAS running its AVX2 kernels (bench/NOTES.md, kernel crossover):
- *   AVX-512: BLAS never wins against the streaming kernel (up to T = 256, 1 and 2 threads); with
- *            a BLAS that has AVX-512 kernels for the CPU, measure again.
+ *   AVX-512: BLAS never wins against the streaming kernel (up to T = 256, 1 and 2 threads) when
+ *            it runs AVX2 code (Zen 5). On an Intel host where OpenBLAS runs its AVX-512
+ *            (SkylakeX) kernels, the outer products from T = 16 on (matmul_outer_avx512) are
+ *            ahead up to T = 128 and 8-12% behind at T = 256; kept at never, so that one
+ *            kernel serves every batch on AVX-512 (bench/NOTES.md, AVX-512 outer products).
  *   AVX2:    with the outer products on one transposed copy from T = 16 on (kernels_x86.c,
  *            matmul_outer_avx2), one 110M layer's matrices take 10.2 ms at T = 128 against
  *            BLAS's 11.0 and are level at T = 192 (15.5 ms both; 2 threads); the 15M shape's
@@ -251,7 +259,8 @@ static void product_slice(const WeightProduct *p, const float *x, const QuantScr
     const Weight *w = &p->w;
 #ifdef KERNELS_X86
     if (w->type == WEIGHT_F32 && transposed) {
-        matmul_outer_avx2(p->y, qs->t, w->f, T, K, p->N, n0, n1);
+        (current_isa() == KERNEL_ISA_AVX512 ? matmul_outer_avx512 : matmul_outer_avx2)(p->y, qs->t, w->f, T, K, p->N,
+                                                                                       n0, n1);
         return;
     }
 #endif
@@ -321,7 +330,9 @@ static void run_products(const float *x, int T, int K, const WeightProduct *p, i
     int transposed = 0; /* the input copied once into qs->t for every thread and product */
     if (p[0].w.type == WEIGHT_Q8_0) {
         quantize_q8(qs->q, qs->s, x, T, K, p[0].w.group_size);
-        transposed = qs->t && T >= outer_min_rows();
+        /* the float path on AVX2 only: on AVX-512 it measured no faster than the int8 kernel
+         * (bench/NOTES.md, AVX-512 outer products) */
+        transposed = qs->t && current_isa() == KERNEL_ISA_AVX2 && T >= outer_min_rows();
         if (transposed)
             q8_transpose_input(qs->t, qs->q, qs->s, T, K, p[0].w.group_size);
     } else if (qs && qs->t && !use_blas && T >= outer_min_rows()) {

@@ -198,6 +198,82 @@ void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K
     }
 }
 
+/* --- AVX-512 outer products, for the forward's batches from AVX512_OUTER_MIN_T rows on, on the
+ * transposed copy (xt[b][j][r] = x[16 b + r][j], kernels.c transpose_input). A block is 8 weight
+ * rows by two 16-row input blocks: each column j loads the two input vectors and broadcasts the 8
+ * weights, 10 loads for 16 multiply-adds, so the multiply-add units, not the loads, set the pace
+ * (the dot-product blocks above need 8 loads for 16 and a horizontal sum per pair). The 8 rows
+ * divide the threads' 16-row chunks. Columns go in chunks of OUTER512_CHUNK, outermost, so that 8
+ * rows of a chunk (32 KB) stay in L1 while every input block streams past from L2 (1024 columns:
+ * ahead of 256, 512 and 2048 against sgemm at T = 64 and 256; bench/NOTES.md). */
+#define OUTER512_ROWS 8
+#define OUTER512_BLOCKS 2 /* input blocks of 16 rows per step */
+#define OUTER512_CHUNK 1024
+
+/* y[t][r] (+)= sum over j < len of W[r][j] xt rows t, for r < R (8 or 1, rows w_stride apart) and
+ * the B (1 or 2) input blocks at xt (16 K floats apart, K = w's full row length in the copy);
+ * rows: input rows that exist (the rest of the last block is padding). prefetch: ask for the R
+ * rows after these, a line of each per 16 columns. */
+__attribute__((always_inline, target("avx512f")))
+static inline void outer_block_avx512(float *y, const float *xt, const float *w, int len, int K, int w_stride, int N,
+                                      int R, int B, int rows, int add, int prefetch)
+{
+    __m512 acc[OUTER512_ROWS][OUTER512_BLOCKS];
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < B; b++)
+            acc[r][b] = _mm512_setzero_ps();
+    const size_t block = (size_t)TRANSPOSED_ROWS * K;
+    for (int j = 0; j < len; j++) {
+        if (prefetch && j % 16 == 0)
+            for (int r = 0; r < R; r++)
+                _mm_prefetch((const char *)(w + (size_t)(r + R) * w_stride + j), _MM_HINT_T0);
+        __m512 xv[OUTER512_BLOCKS];
+        for (int b = 0; b < B; b++)
+            xv[b] = _mm512_loadu_ps(xt + b * block + (size_t)j * TRANSPOSED_ROWS);
+        for (int r = 0; r < R; r++) {
+            __m512 wv = _mm512_set1_ps(w[(size_t)r * w_stride + j]);
+            for (int b = 0; b < B; b++)
+                acc[r][b] = _mm512_fmadd_ps(xv[b], wv, acc[r][b]);
+        }
+    }
+    float sums[OUTER512_ROWS][OUTER512_BLOCKS * TRANSPOSED_ROWS] __attribute__((aligned(64)));
+    for (int r = 0; r < R; r++)
+        for (int b = 0; b < B; b++)
+            _mm512_store_ps(sums[r] + b * TRANSPOSED_ROWS, acc[r][b]);
+    for (int t = 0; t < rows; t++) /* once per block and chunk: the transposed store costs little */
+        for (int r = 0; r < R; r++)
+            y[(size_t)t * N + r] = (add ? y[(size_t)t * N + r] : 0.0f) + sums[r][t];
+}
+
+/* y (T, N) over output rows [n0, n1) from the transposed copy xt of T input rows of K columns. */
+__attribute__((target("avx512f")))
+void matmul_outer_avx512(float *y, const float *xt, const float *w, int T, int K, int N, int n0, int n1)
+{
+    int pieces = (K + OUTER512_CHUNK - 1) / OUTER512_CHUNK, chunk = (K + pieces - 1) / pieces;
+    const int step = OUTER512_BLOCKS * TRANSPOSED_ROWS;
+    for (int j0 = 0; j0 < K; j0 += chunk) {
+        int len = K - j0 < chunk ? K - j0 : chunk, add = j0 > 0;
+        for (int i = n0; i < n1;) {
+            int R = n1 - i >= OUTER512_ROWS ? OUTER512_ROWS : 1, next = i + 2 * R <= n1;
+            const float *wi = w + (size_t)i * K + j0;
+            for (int t0 = 0; t0 < T; t0 += step) {
+                int rows = T - t0 < step ? T - t0 : step, first = next && t0 == 0;
+                const float *xb = xt + (size_t)t0 * K + (size_t)j0 * TRANSPOSED_ROWS;
+                float *yt = y + (size_t)t0 * N + i;
+                if (R == OUTER512_ROWS && rows > TRANSPOSED_ROWS)
+                    outer_block_avx512(yt, xb, wi, len, K, K, N, OUTER512_ROWS, 2, rows, add, first);
+                else if (R == OUTER512_ROWS)
+                    outer_block_avx512(yt, xb, wi, len, K, K, N, OUTER512_ROWS, 1, rows, add, first);
+                else if (rows > TRANSPOSED_ROWS)
+                    outer_block_avx512(yt, xb, wi, len, K, K, N, 1, 2, rows, add, 0);
+                else
+                    outer_block_avx512(yt, xb, wi, len, K, K, N, 1, 1, rows, add, 0);
+            }
+            i += R;
+        }
+    }
+}
+
 /* --- AVX2 + FMA: 8 floats a vector, only 16 registers. A tile of R weight rows x C input rows
  * keeps R C accumulators; each step of 8 columns loads R + C vectors for R C multiply-adds, and
  * the two load ports, not the two multiply-add units, bound the small tiles. The tiles, by row

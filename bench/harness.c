@@ -410,7 +410,23 @@ static void account(BenchReport *R)
  * BENCH_SCORE_WINDOWS windows of each length C, the lengths interleaved within a repetition
  * (reversed in odd ones) after one untimed round. score_member runs each window's C - 1 rows
  * in forwards of up to max_batch rows, every row's classifier included; by the sums in
- * forward_flops that is the work of one forward of C - 1 rows at position 0. */
+ * forward_flops that is the work of one forward of C - 1 rows at position 0. Its run state
+ * counts toward the expected memory as an ensemble's does. */
+/* score_member's progress call comes after each window with its run state alive: the heap then,
+ * over the heap before the call, is the state the memory line's expectation must include. */
+typedef struct {
+    double base, state; /* bytes */
+} HeapWatch;
+
+static void watch_heap(void *user, int member, long done, long total, double nll_sum)
+{
+    HeapWatch *h = user;
+    double state = (double)probe_heap_bytes() - h->base;
+    (void)member, (void)done, (void)total, (void)nll_sum;
+    if (state > h->state)
+        h->state = state;
+}
+
 static LxStatus run_score(BenchReport *R, const BenchPlan *o, LxError *err)
 {
     int nd = 0, c_max = score_context(o), V = o->models[0]->config.vocab_size;
@@ -443,11 +459,15 @@ static LxStatus run_score(BenchReport *R, const BenchPlan *o, LxError *err)
                 for (int j = 0; j < o->nwindows && status == LX_OK; j++) {
                     int wi = rep % 2 ? o->nwindows - 1 - j : j;
                     int C = o->windows[wi];
-                    ScoreOptions so = {.context = C, .threads = o->ts[ti], .member = d};
+                    HeapWatch heap = {(double)probe_heap_bytes(), 0};
+                    ScoreOptions so = {.context = C, .threads = o->ts[ti], .member = d, .progress = watch_heap,
+                                       .user = &heap};
                     double t0 = now_seconds();
                     status = (LxStatus)score_member(m, tokens, 1 + (long)BENCH_SCORE_WINDOWS * (C - 1), &so, logp, err);
                     if (rep >= 0)
                         s[wi].seconds[rep] = now_seconds() - t0;
+                    if (heap.state > R->state_bytes)
+                        R->state_bytes = heap.state;
                 }
             for (int j = 0; j < o->nwindows && status == LX_OK; j++) {
                 s[j].member = d, s[j].threads = o->ts[ti], s[j].context = o->windows[j];

@@ -155,7 +155,7 @@ typedef struct {
     double rss_runs;             /* bytes: the peak over the runs, the bandwidth buffer taken out */
     double probe_bytes;          /* the bandwidth buffer, resident from before the runs to the end */
     double checkpoint_bytes;     /* the members' files, mapped */
-    double state_bytes;          /* the largest ensemble's heap, as measured when it was made */
+    double state_bytes;          /* the largest ensemble's or scoring run's heap, as measured */
     int process_threads, blas_threads;
     double started;          /* clock at bench_begin */
     double seconds;          /* the whole bench */

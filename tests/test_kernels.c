@@ -212,32 +212,34 @@ static void test_stream_long_rows(void **state)
 }
 
 #ifdef KERNELS_X86
-/* matmul_outer_avx2 as a slice kernel: the input transposed first, as run_products does. */
-static void outer_on_copy(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+typedef void OuterKernel(float *y, const float *xt, const float *w, int T, int K, int N, int n0, int n1);
+
+/* An outer-product kernel as a slice kernel: the input transposed first, as run_products does. */
+static void on_copy(OuterKernel *kernel, float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
 {
     size_t rows = (size_t)(T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS * TRANSPOSED_ROWS;
     float *xt = malloc(rows * K * sizeof(float));
     assert_non_null(xt);
     transpose_input(xt, x, T, K);
-    matmul_outer_avx2(y, xt, w, T, K, N, n0, n1);
+    kernel(y, xt, w, T, K, N, n0, n1);
     free(xt);
 }
 
-/* The same with matmul_outer_avx512, the forward's kernel on a CPU with AVX-512. */
+static void outer_on_copy(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
+{
+    on_copy(matmul_outer_avx2, y, x, w, T, K, N, n0, n1);
+}
+
+/* The forward's kernel on a CPU with AVX-512. */
 static void outer_on_copy_avx512(float *y, const float *x, const float *w, int T, int K, int N, int n0, int n1)
 {
-    size_t rows = (size_t)(T + TRANSPOSED_ROWS - 1) / TRANSPOSED_ROWS * TRANSPOSED_ROWS;
-    float *xt = malloc(rows * K * sizeof(float));
-    assert_non_null(xt);
-    transpose_input(xt, x, T, K);
-    matmul_outer_avx512(y, xt, w, T, K, N, n0, n1);
-    free(xt);
+    on_copy(matmul_outer_avx512, y, x, w, T, K, N, n0, n1);
 }
 #endif
 
 /* The outer products on one transposed copy (the forward's batches of 16 rows up to BLAS's on
- * AVX2 and AVX-512), and the copy itself: the AVX2 transposition must write what the plain loops write, the
- * rows past T included. */
+ * AVX2, every batch from 16 rows on AVX-512), and the copy itself: the AVX2 transposition must
+ * write what the plain loops write, the rows past T included. */
 static void test_outer_on_copy(void **state)
 {
     (void)state;

@@ -48,8 +48,8 @@ static int score_context(const BenchPlan *plan) { return plan->nwindows ? list_m
 
 int bench_context(const BenchPlan *plan)
 {
-    int g = generation_context(plan), c = catch_up_context(plan), s = score_context(plan);
-    return g > c ? (g > s ? g : s) : (c > s ? c : s);
+    int needs[] = {generation_context(plan), catch_up_context(plan), score_context(plan)};
+    return list_max(needs, 3);
 }
 
 void bench_test_weights(const BenchReport *R, const BenchTest *t, double *w)

@@ -211,7 +211,7 @@ int kernels_have_blas(void)
  *   AVX-512: BLAS never wins against the streaming kernel (up to T = 256, 1 and 2 threads) when
  *            it runs AVX2 code (Zen 5). On an Intel host where OpenBLAS runs its AVX-512
  *            (SkylakeX) kernels, the outer products from T = 16 on (matmul_outer_avx512) are
- *            ahead up to T = 128 and 8-12% behind at T = 256; kept at never, so that one
+ *            ahead up to T = 128 and 3-15% behind at T = 256; kept at never, so that one
  *            kernel serves every batch on AVX-512 (bench/NOTES.md, AVX-512 outer products).
  *   AVX2:    with the outer products on one transposed copy from T = 16 on (kernels_x86.c,
  *            matmul_outer_avx2), one 110M layer's matrices take 10.2 ms at T = 128 against

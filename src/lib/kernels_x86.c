@@ -210,30 +210,33 @@ void matmul_stream_avx512(float *y, const float *x, const float *w, int T, int K
 #define OUTER512_BLOCKS 2 /* input blocks of 16 rows per step */
 #define OUTER512_CHUNK 1024
 
-/* y[t][r] (+)= sum over j < len of W[r][j] xt rows t, for r < R (8 or 1, rows w_stride apart) and
- * the B (1 or 2) input blocks at xt (16 K floats apart, K = w's full row length in the copy);
- * rows: input rows that exist (the rest of the last block is padding). prefetch: ask for the R
- * rows after these, a line of each per 16 columns. */
+/* y[t][r] (+)= sum over j < len of W[r][j] xt rows t, for r < R (8 or 1, rows K floats apart) and
+ * the B (1 or 2) input blocks at xt (16 K floats apart); rows: input rows that exist (the rest of
+ * the last block is padding). prefetch: ask for the R rows after these, a line of each per 16
+ * columns. */
 __attribute__((always_inline, target("avx512f")))
-static inline void outer_block_avx512(float *y, const float *xt, const float *w, int len, int K, int w_stride, int N,
-                                      int R, int B, int rows, int add, int prefetch)
+static inline void outer_block_avx512(float *y, const float *xt, const float *w, int len, int K, int N, int R, int B,
+                                      int rows, int add, int prefetch)
 {
     __m512 acc[OUTER512_ROWS][OUTER512_BLOCKS];
     for (int r = 0; r < R; r++)
         for (int b = 0; b < B; b++)
             acc[r][b] = _mm512_setzero_ps();
     const size_t block = (size_t)TRANSPOSED_ROWS * K;
-    for (int j = 0; j < len; j++) {
-        if (prefetch && j % 16 == 0)
+    for (int j0 = 0; j0 < len; j0 += 16) { /* 16 columns: one cache line of each weight row */
+        if (prefetch)
             for (int r = 0; r < R; r++)
-                _mm_prefetch((const char *)(w + (size_t)(r + R) * w_stride + j), _MM_HINT_T0);
-        __m512 xv[OUTER512_BLOCKS];
-        for (int b = 0; b < B; b++)
-            xv[b] = _mm512_loadu_ps(xt + b * block + (size_t)j * TRANSPOSED_ROWS);
-        for (int r = 0; r < R; r++) {
-            __m512 wv = _mm512_set1_ps(w[(size_t)r * w_stride + j]);
+                _mm_prefetch((const char *)(w + (size_t)(r + R) * K + j0), _MM_HINT_T0);
+        int j1 = len - j0 < 16 ? len : j0 + 16;
+        for (int j = j0; j < j1; j++) {
+            __m512 xv[OUTER512_BLOCKS];
             for (int b = 0; b < B; b++)
-                acc[r][b] = _mm512_fmadd_ps(xv[b], wv, acc[r][b]);
+                xv[b] = _mm512_loadu_ps(xt + b * block + (size_t)j * TRANSPOSED_ROWS);
+            for (int r = 0; r < R; r++) {
+                __m512 wv = _mm512_set1_ps(w[(size_t)r * K + j]);
+                for (int b = 0; b < B; b++)
+                    acc[r][b] = _mm512_fmadd_ps(xv[b], wv, acc[r][b]);
+            }
         }
     }
     float sums[OUTER512_ROWS][OUTER512_BLOCKS * TRANSPOSED_ROWS] __attribute__((aligned(64)));
@@ -261,13 +264,13 @@ void matmul_outer_avx512(float *y, const float *xt, const float *w, int T, int K
                 const float *xb = xt + (size_t)t0 * K + (size_t)j0 * TRANSPOSED_ROWS;
                 float *yt = y + (size_t)t0 * N + i;
                 if (R == OUTER512_ROWS && rows > TRANSPOSED_ROWS)
-                    outer_block_avx512(yt, xb, wi, len, K, K, N, OUTER512_ROWS, 2, rows, add, first);
+                    outer_block_avx512(yt, xb, wi, len, K, N, OUTER512_ROWS, 2, rows, add, first);
                 else if (R == OUTER512_ROWS)
-                    outer_block_avx512(yt, xb, wi, len, K, K, N, OUTER512_ROWS, 1, rows, add, first);
+                    outer_block_avx512(yt, xb, wi, len, K, N, OUTER512_ROWS, 1, rows, add, first);
                 else if (rows > TRANSPOSED_ROWS)
-                    outer_block_avx512(yt, xb, wi, len, K, K, N, 1, 2, rows, add, 0);
+                    outer_block_avx512(yt, xb, wi, len, K, N, 1, 2, rows, add, 0);
                 else
-                    outer_block_avx512(yt, xb, wi, len, K, K, N, 1, 1, rows, add, 0);
+                    outer_block_avx512(yt, xb, wi, len, K, N, 1, 1, rows, add, 0);
             }
             i += R;
         }

@@ -46,7 +46,7 @@
  *
  * Scoring (--score C1,C2,...): what `llamix score -c C` runs for each member (score_member):
  * BOS and random ids cut into windows of C tokens, every row's logits and its log-softmax, here
- * over SCORE_WINDOWS windows (the run state allocated once, as for a text). Its GFLOP/s count
+ * over BENCH_SCORE_WINDOWS windows (the run state allocated once, as for a text). Its GFLOP/s count
  * every row's classifier and the attention over the window so far; its efficiency is over the
  * sgemm peak at that thread count. The window lengths interleave within each repetition.
  *

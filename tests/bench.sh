@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench.sh: `llamix bench`'s weights (-w), expected-cost fields, catch-up test (--catch-up) and
-# scoring test (--score), run by make check. Fast: tiny members (--shape tiny, `llamix init` files), -r 1..2, no limits.
+# scoring test (--score), run by make check. Fast: tiny members (--shape tiny, `llamix init`
+# files), -r 1..2, no limits.
 # Timings are never checked against thresholds here (speed belongs to benchmarks); what is
 # checked is that the options are refused or take effect, and that the reports carry the fields
 # and only when they should (each positive check has its negative control).

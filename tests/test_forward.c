@@ -115,6 +115,46 @@ static void test_batched_equals_sequential(void **state)
             }
 }
 
+/* attention_run against attention_row, row by row, for runs that start a cache (p0 = 0) and that
+ * continue one (p0 > 0), q and out rows strided as in a forward. The negative control: the same
+ * run read one position short (p0 - 1, so every row misses its own key) is far outside the
+ * tolerance, so the comparison can see a wrong causal mask. */
+static void test_attention_run_equals_rows(void **state)
+{
+    (void)state;
+    enum { HS = 16, STRIDE = 3 * HS, MAX_P = 64 };
+    Rng r;
+    rng_seed(&r, 21);
+    float keys[MAX_P * HS], values[MAX_P * HS], q[MAX_P * STRIDE];
+    for (int i = 0; i < MAX_P * HS; i++)
+        keys[i] = 2 * rng_float(&r) - 1, values[i] = 2 * rng_float(&r) - 1;
+    for (int i = 0; i < MAX_P * STRIDE; i++)
+        q[i] = 4 * rng_float(&r) - 2;
+    static float scores[MAX_P * MAX_P], one[MAX_P];
+    float run[MAX_P * STRIDE], rows[MAX_P * HS];
+    const int cases[][2] = {{0, 16}, {0, 33}, {7, 20}, {40, 24}}; /* p0, n */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int p0 = cases[c][0], n = cases[c][1];
+        attention_run(run, STRIDE, q, STRIDE, keys, values, p0, n, HS, scores, MAX_P);
+        for (int i = 0; i < n; i++)
+            attention_row(rows + i * HS, q + i * STRIDE, keys, values, p0 + i, HS, one);
+        for (int i = 0; i < n; i++) {
+            double d = max_rel_diff(run + i * STRIDE, rows + i * HS, HS);
+            if (d > TOLERANCE)
+                fail_msg("p0 %d n %d row %d: run and rows differ by %.3g > %g", p0, n, i, d, TOLERANCE);
+        }
+        if (p0 == 0)
+            continue;
+        attention_run(run, STRIDE, q, STRIDE, keys, values, p0 - 1, n, HS, scores, MAX_P);
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            double d = max_rel_diff(run + i * STRIDE, rows + i * HS, HS);
+            worst = d > worst ? d : worst;
+        }
+        assert_true(worst > 100 * TOLERANCE);
+    }
+}
+
 /* An int8 model against its dequantized fp32 copy (every weight q * s written as a float): they
  * differ only by the activations' quantization, a relative error of at most 1/254 per input of each
  * product, so logits agree to within Q8_DEQUANT_TOLERANCE; a copy of another seed (the negative
@@ -529,6 +569,7 @@ int main(void)
 {
     const struct CMUnitTest own[] = {
         cmocka_unit_test(test_batched_equals_sequential),
+        cmocka_unit_test(test_attention_run_equals_rows),
         cmocka_unit_test(test_blas_and_stream_paths),
         cmocka_unit_test(test_q8_against_dequantized),
         cmocka_unit_test(test_q8_spans),

@@ -126,31 +126,26 @@ static void rope(float *v, int n_heads, int head_size, const float *cos_row, con
     }
 }
 
-/* Causal attention of one query head at position p over the cached positions 0..p of its kv head:
- * q (HS), keys and values (n_ctx, HS), out (HS), scores (p + 1) scratch.
- *   scores[t] = q . keys[t] / sqrt(HS);  softmax(scores);  out = sum_t scores[t] values[t]
- * Each dot product is kept as 16 lanes (dot_lanes), which vectorise. */
-#define ATTENTION_LANES 16
-VECTOR_CLONES
-static void attention_head(float *out, const float *q, const float *keys, const float *values, int p,
-                           int head_size, float *scores)
-{
-    float scale = 1.0f / sqrtf((float)head_size);
-    for (int t = 0; t <= p; t++)
-        scores[t] = dot_lanes(q, keys + (size_t)t * head_size, head_size, ATTENTION_LANES) * scale;
-    softmax(scores, p + 1);
-    memset(out, 0, (size_t)head_size * sizeof(float));
-    for (int t = 0; t <= p; t++) {
-        const float *v = values + (size_t)t * head_size;
-        float a = scores[t];
-        for (int i = 0; i < head_size; i++)
-            out[i] += a * v[i];
-    }
-}
-
 /* Attention of fewer multiply-adds than this runs on one thread: starting the others costs a few
  * microseconds (bench/NOTES.md, forward). */
 #define ATTENTION_SERIAL_WORK 16384
+
+/* Set rows[].run: runs of at least attention_run_min_rows() rows of one cache at consecutive
+ * positions (a prompt, a catch-up, a scoring window) go through attention_run together; every
+ * other row goes alone. */
+static void mark_runs(ForwardRow *rows, int T)
+{
+    const int min_rows = attention_run_min_rows();
+    for (int t0 = 0; t0 < T;) {
+        int t1 = t0 + 1;
+        while (t1 < T && rows[t1].cache == rows[t0].cache && rows[t1].pos == rows[t1 - 1].pos + 1)
+            t1++;
+        int n = t1 - t0, together = n >= min_rows;
+        for (int t = t0; t < t1; t++)
+            rows[t].run = together ? (t == t0 ? n : 0) : 1;
+        t0 = t1;
+    }
+}
 
 /* T <= max_batch rows described by s->rows (each row's token, position and the state whose KV
  * cache it belongs to); leaves the final hidden states in s->x. s is the work state: its scratch
@@ -164,6 +159,8 @@ static void forward_rows(const Model *m, ForwardState *s, int T, double attentio
     (void)attention_work; /* read only by the attention's parallel pragma */
     const ForwardRow *rows = s->rows;
     QuantScratch *qs = &s->qs; /* the input of an int8 product, quantized */
+
+    mark_runs(s->rows, T);
 
     /* the token embeddings into x (T, D): copied, or dequantized row by row */
     for (int t = 0; t < T; t++)
@@ -196,19 +193,26 @@ static void forward_rows(const Model *m, ForwardState *s, int T, double attentio
             }
         }
 
-        /* multihead attention: row t, head h into xb (T, D), over its own sequence's cache. Heads
-         * outermost: a thread takes whole heads with all their rows, so it reads those heads'
-         * cached keys and values from memory once and the rows after the first (of the same
-         * sequence) find them in its cache (bench/NOTES.md, forward). */
+        /* multihead attention: row t, head h into xb (T, D), over its own sequence's cache, a run
+         * of rows at once where mark_runs found one. Heads outermost: a thread takes whole heads
+         * with all their rows, so it reads those heads' cached keys and values from memory once
+         * and the rows after the first (of the same sequence) find them in its cache
+         * (bench/NOTES.md, forward). */
         #pragma omp parallel for collapse(2) schedule(static) num_threads(threads) if (attention_work > ATTENTION_SERIAL_WORK)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {
+                if (rows[t].run == 0)
+                    continue;
                 const ForwardState *cache = rows[t].cache;
                 const size_t head_cache = (size_t)cache->n_ctx * HS;
                 size_t kv = (size_t)l * KVH * head_cache + (size_t)(h / kv_mul) * head_cache;
-                attention_head(s->xb + (size_t)t * D + (size_t)h * HS, s->q + (size_t)t * D + (size_t)h * HS,
-                               cache->key_cache + kv, cache->value_cache + kv, rows[t].pos, HS,
-                               s->att + ((size_t)t * NH + h) * s->n_ctx);
+                float *out = s->xb + (size_t)t * D + (size_t)h * HS, *scores = s->att + ((size_t)t * NH + h) * s->n_ctx;
+                const float *q = s->q + (size_t)t * D + (size_t)h * HS;
+                if (rows[t].run == 1)
+                    attention_row(out, q, cache->key_cache + kv, cache->value_cache + kv, rows[t].pos, HS, scores);
+                else
+                    attention_run(out, D, q, D, cache->key_cache + kv, cache->value_cache + kv, rows[t].pos,
+                                  rows[t].run, HS, scores, NH * s->n_ctx);
             }
 
         /* output projection xb2 = xb Wo^T, and the residual connection */
@@ -285,7 +289,7 @@ int forward_spans(const Model *m, ForwardState *work, const ForwardSpan *spans, 
                 int last = done + t == sp->n - 1;
                 int wanted = sp->logits == FORWARD_LOGITS_ALL || (sp->logits == FORWARD_LOGITS_LAST && last);
                 work->rows[T + t] = (ForwardRow){sp->state, sp->tokens[done + t], sp->pos + done + t,
-                                                 wanted ? logit_rows++ : -1};
+                                                 wanted ? logit_rows++ : -1, 0 /* mark_runs */};
             }
             /* sum over its rows of (pos + take): row t attends to pos + t + 1 positions */
             attention_work += (double)take * (sp->pos + done + take) * head_work;

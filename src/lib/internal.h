@@ -209,10 +209,11 @@ int model_shape(const char *name, ModelConfig *c);
 typedef struct ForwardState ForwardState;
 
 /* One row of a forward call: its token, its position, and the state whose KV cache it goes to;
- * logit: its index among the call's rows that want logits, or -1. */
+ * logit: its index among the call's rows that want logits, or -1; run: how many rows from this
+ * one on go through attention together (attention_run; 1: this row alone, 0: inside a run). */
 typedef struct {
     ForwardState *cache;
-    int token, pos, logit;
+    int token, pos, logit, run;
 } ForwardRow;
 
 struct ForwardState {
@@ -422,6 +423,17 @@ static inline float dot_lanes(const float *a, const float *b, int n, int lanes)
         sum += acc[l];
     return sum;
 }
+
+/* Causal attention of one query head (attention.c). attention_row: the row at position p, q (HS),
+ * the kv head's keys and values (positions >= p + 1, HS each), out (HS), scores (p + 1) scratch.
+ * attention_run: n rows at positions p0 .. p0+n-1 of one sequence, row i's q, out and scores
+ * (p0 + n) at q_stride, out_stride and score_stride floats from the previous row's; for runs of
+ * at least attention_run_min_rows() rows (INT_MAX without BLAS). The two agree up to rounding. */
+void attention_row(float *out, const float *q, const float *keys, const float *values, int p, int head_size,
+                   float *scores);
+void attention_run(float *out, int out_stride, const float *q, int q_stride, const float *keys, const float *values,
+                   int p0, int n, int head_size, float *scores, int score_stride);
+int attention_run_min_rows(void);
 
 /* o (D) = x / sqrt(mean(x^2) + 1e-5) * weight; o may alias x. */
 void rmsnorm(float *o, const float *x, const float *weight, int D);

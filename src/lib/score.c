@@ -86,9 +86,11 @@ int score_member(const Model *m, const int *tokens, long n, const ScoreOptions *
     const int B = st.max_batch;
     float *logits = alloc_zeroed((size_t)B * (size_t)V, sizeof(float)); /* (B, V) */
     int *input = malloc(sizeof(int) * (size_t)C);                       /* (C) one window */
-    if (!logits || !input) {
+    double *row_lp = malloc(sizeof(double) * (size_t)B);                 /* (B) the chunk's rows */
+    if (!logits || !input || !row_lp) {
         free(logits);
         free(input);
+        free(row_lp);
         forward_state_free(&st);
         return fail(err, LX_ERR_MEMORY, "out of memory for scoring with %s", m->path);
     }
@@ -109,9 +111,15 @@ int score_member(const Model *m, const int *tokens, long n, const ScoreOptions *
             int T = rows - r0 < B ? rows - r0 : B;
             if ((status = forward(m, &st, input + r0, T, r0, logits, 1, err)))
                 break;
+            /* the rows' log-softmax on every thread (each row its own; the sums below stay in
+             * row order, so the result does not depend on the thread count) */
+            const long first = a + r0; /* the token row 0 predicts */
+            #pragma omp parallel for schedule(static) num_threads(st.threads) if (T > 1 && st.threads > 1)
+            for (int r = 0; r < T; r++)
+                row_lp[r] = log_softmax_at(logits + (size_t)r * V, V, tokens[first + r]);
             for (int r = 0; r < T && status == 0; r++) {
-                long target = a + r0 + r; /* the token row r0 + r predicts */
-                double lp = log_softmax_at(logits + (size_t)r * V, V, tokens[target]);
+                long target = first + r;
+                double lp = row_lp[r];
                 if (!isfinite(lp)) /* NaN or infinite weights reach the logits */
                     status = fail(err, LX_ERR_FILE, "%s: the log-probability of token %ld is not finite "
                                   "(the checkpoint has NaN or infinite weights?)", m->path, target);
@@ -124,6 +132,7 @@ int score_member(const Model *m, const int *tokens, long n, const ScoreOptions *
     }
     free(logits);
     free(input);
+    free(row_lp);
     forward_state_free(&st);
     return status;
 }

@@ -269,6 +269,14 @@ static LxStatus touch_members(const BenchPlan *o, LxModel *const *members, int k
     return LX_OK;
 }
 
+/* The sgemm peak at this moment on the probe's matrices, resident since limits_init. */
+static double sgemm_peak(const BenchReport *R, int threads)
+{
+    const size_t n = (size_t)BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE;
+    return probe_product(R->gemm_buf, R->gemm_buf + n, R->gemm_buf + 2 * n, BENCH_SGEMM_SIZE, threads,
+                            BENCH_SGEMM_PASSES, 1);
+}
+
 /* The repetitions. Odd repetitions run the whole plan backwards (thread counts, groups and the
  * tests in them), so that a slow drift of the machine's speed, or an effect of one test on the
  * next, weighs on every test alike. */
@@ -276,10 +284,12 @@ static LxStatus run_tests(BenchReport *R, const BenchPlan *o, const int *prompt,
 {
     for (int rep = 0; rep < R->r; rep++) {
         say(o, "repetition %d of %d", rep + 1, R->r);
-        /* the read bandwidth of this moment, for the decode efficiencies of this repetition */
+        /* the read bandwidth and sgemm peak of this moment, for the decode and prefill
+         * efficiencies of this repetition */
         for (int i = 0; i < R->n_limits && R->bw_buf; i++) {
             double best;
             R->limits[i].bw[rep] = probe_bandwidth(R->bw_buf, R->bw_n, R->limits[i].threads, 3, &best);
+            R->limits[i].gemm[rep] = sgemm_peak(R, R->limits[i].threads);
         }
         for (int j = 0; j < R->n_tests; j++) {
             BenchTest *t = &R->tests[rep % 2 ? R->n_tests - 1 - j : j];
@@ -459,6 +469,8 @@ static LxStatus run_score(BenchReport *R, const BenchPlan *o, LxError *err)
                 for (int j = 0; j < o->nwindows && status == LX_OK; j++) {
                     int wi = rep % 2 ? o->nwindows - 1 - j : j;
                     int C = o->windows[wi];
+                    if (rep >= 0) /* the sgemm peak of this moment, as run_tests measures it */
+                        s[wi].sgemm[rep] = R->gemm_buf ? sgemm_peak(R, o->ts[ti]) : NAN;
                     HeapWatch heap = {(double)probe_heap_bytes(), 0};
                     ScoreOptions so = {.context = C, .threads = o->ts[ti], .member = d, .progress = watch_heap,
                                        .user = &heap};
@@ -485,8 +497,9 @@ static LxStatus run_score(BenchReport *R, const BenchPlan *o, LxError *err)
 
 /* ------------------------------------------------------------------ machine limits */
 
-/* The bandwidth buffer, allocated and touched before the runs: the read bandwidth is measured at
- * every repetition, beside the tests it is compared with (it drifts on a shared machine). */
+/* The bandwidth buffer and the sgemm probe's matrices, allocated and touched before the runs: the
+ * read bandwidth and the sgemm peak are measured at every repetition, beside the tests they are
+ * compared with (they drift on a shared machine). */
 static LxStatus limits_init(BenchReport *R, const BenchPlan *o, LxError *err)
 {
     R->bw_n = (size_t)o->bw_mib * 1024 * 1024 / sizeof(float);
@@ -495,12 +508,18 @@ static LxStatus limits_init(BenchReport *R, const BenchPlan *o, LxError *err)
         return (LxStatus)fail(err, LX_ERR_MEMORY, "out of memory for a %d MiB bandwidth buffer (--bw-mib)", o->bw_mib);
     for (size_t i = 0; i < R->bw_n; i += 1024)
         R->bw_buf[i] = 1.0f;
+    const size_t n = (size_t)BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE;
+    if (!(R->gemm_buf = alloc_zeroed(3 * n, sizeof(float))))
+        return (LxStatus)fail(err, LX_ERR_MEMORY, "out of memory for the sgemm probe's matrices");
+    probe_product_fill(R->gemm_buf, R->gemm_buf + n, BENCH_SGEMM_SIZE); /* resident from here on */
+    memset(R->gemm_buf + 2 * n, 0, n * sizeof(float));
     for (int ti = 0; ti < o->nt; ti++)
         R->limits[R->n_limits++].threads = o->ts[ti];
     return LX_OK;
 }
 
-/* After the runs: the bandwidth's median over the repetitions, and the kernels' ceilings. */
+/* After the runs: the medians of the bandwidth and the sgemm peak over the repetitions, and the
+ * kernels' ceilings. */
 static void limits_finish(BenchReport *R)
 {
     for (int i = 0; i < R->n_limits; i++) {
@@ -508,8 +527,9 @@ static void limits_finish(BenchReport *R)
         l->bandwidth = stats_median(l->bw, R->r);
         l->bandwidth_best = stats_max(l->bw, R->r);
         l->matvec = probe_matvec(R->bw_buf, R->bw_n, l->threads, 5);
-        l->sgemm = probe_product(BENCH_SGEMM_SIZE, l->threads, 3, 1);
-        l->matmul = probe_product(BENCH_SGEMM_SIZE, l->threads, 3, 0);
+        l->sgemm = stats_median(l->gemm, R->r);
+        const size_t n = (size_t)BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE;
+        l->matmul = probe_product(R->gemm_buf, R->gemm_buf + n, R->gemm_buf + 2 * n, BENCH_SGEMM_SIZE, l->threads, 3, 0);
     }
 }
 
@@ -600,10 +620,10 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
         goto done;
     R->background = (probe_machine_busy_seconds() - busy0 - (probe_cpu_seconds() - own0)) / (now_seconds() - wall0);
     account(R);
-    /* The runs' peak: the bandwidth buffer was resident all along, so it comes out. The whole
-     * process's peak, probes included, is taken again at the end. */
+    /* The runs' peak: the bandwidth buffer and the sgemm matrices were resident all along, so
+     * they come out. The whole process's peak, probes included, is taken again at the end. */
     R->probe_bytes = (double)R->bw_n * sizeof(float);
-    R->rss_runs = probe_peak_rss() - R->probe_bytes;
+    R->rss_runs = probe_peak_rss() - R->probe_bytes - (R->gemm_buf ? 3.0 * BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE * sizeof(float) : 0);
     R->process_threads = probe_process_threads();
     if (o->router)
         R->router_ns = router_cost(o->router, prompt, p_max);
@@ -621,7 +641,7 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
             if ((unsigned char)*c < 0x20 || *c == 0x7f)
                 *c = '?';
     }
-    R->rss_peak = probe_peak_rss(); /* after the sgemm probe's matrices too */
+    R->rss_peak = probe_peak_rss(); /* after the matvec probe too */
     R->seconds = now_seconds() - R->started;
 done:
     free(prompt);
@@ -631,6 +651,7 @@ done:
 void bench_report_free(BenchReport *R)
 {
     free(R->bw_buf);
+    free(R->gemm_buf);
     free(R->tests);
     free(R->seconds_store);
     free(R->catch_up);
@@ -638,6 +659,7 @@ void bench_report_free(BenchReport *R)
     R->catch_up = NULL;
     R->score = NULL;
     R->bw_buf = NULL;
+    R->gemm_buf = NULL;
     R->tests = NULL;
     R->seconds_store = NULL;
 }

@@ -70,6 +70,7 @@
 #define BENCH_SINGLE (-1)    /* a bench mode: BENCH_SINGLE or an LxMode */
 #define BENCH_ROUTED 0x100   /* or'ed into an LxMode: the same mode with the plan's router */
 #define BENCH_SGEMM_SIZE 2048 /* sgemm peak: a 2048^3 product, 17 GFLOP */
+#define BENCH_SGEMM_PASSES 3  /* of it at each repetition (median), after one untimed */
 #define BENCH_SCORE_WINDOWS 2 /* --score: windows per timed scoring call */
 
 /* What to run: every combination of the lists, over members that the caller opened. */
@@ -117,7 +118,8 @@ typedef struct {
     double bw[BENCH_MAX_REPS];        /* GB/s read bandwidth, measured at each repetition */
     double bandwidth, bandwidth_best; /* GB/s: median and best of bw */
     double matvec;                    /* GB/s */
-    double sgemm;                     /* GFLOP/s of BLAS sgemm (the plain kernel without BLAS) */
+    double gemm[BENCH_MAX_REPS];      /* GFLOP/s of BLAS sgemm (the plain kernel without BLAS), at each repetition */
+    double sgemm;                     /* GFLOP/s: median of gemm */
     double matmul;                    /* GFLOP/s of matmul() on the same product */
 } BenchLimits;
 
@@ -134,6 +136,7 @@ typedef struct {
     long tokens;                   /* scored: BENCH_SCORE_WINDOWS x (context - 1) */
     double flops;                  /* of its forwards */
     double seconds[BENCH_MAX_REPS]; /* one per repetition */
+    double sgemm[BENCH_MAX_REPS];   /* GFLOP/s: the sgemm peak just before each repetition (NAN without limits) */
 } BenchScore;
 
 /* Everything the reports print. */
@@ -144,6 +147,7 @@ typedef struct {
     int n_limits;
     BenchLimits limits[BENCH_MAX_LIST]; /* one per thread count; none without limits */
     float *bw_buf;           /* (bw_n) the bandwidth buffer, NULL without limits */
+    float *gemm_buf;         /* (3, BENCH_SGEMM_SIZE^2) the sgemm probe's x, w and y, NULL without limits */
     size_t bw_n;
     LxModel *const *models;
     int n_models;

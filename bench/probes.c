@@ -83,41 +83,35 @@ double probe_matvec(const float *w, size_t n, int threads, int passes)
     return stats_median(rates, passes);
 }
 
-double probe_product(int S, int threads, int passes, int blas)
+void probe_product_fill(float *x, float *w, int S)
 {
-    size_t n = (size_t)S * S;
-    float *x = alloc_zeroed(n, sizeof(float)), *w = alloc_zeroed(n, sizeof(float));
-    float *y = alloc_zeroed(n, sizeof(float));
-    double rates[16];
-    double result = NAN;
-    passes = passes > 16 ? 16 : passes;
-    if (x && w && y) {
-        for (size_t i = 0; i < n; i++) {
-            x[i] = (float)(i % 7) * 0.125f;
-            w[i] = (float)(i % 5) * 0.25f;
-        }
-        int slices = threads_resolve(threads), rows = (S + slices - 1) / slices;
-        for (int r = -1; r < passes; r++) {
-            double t0 = now_seconds();
-            if (blas) {
-                #pragma omp parallel for schedule(static) num_threads(slices)
-                for (int s = 0; s < slices; s++) {
-                    int n0 = s * rows, n1 = n0 + rows < S ? n0 + rows : S;
-                    if (n0 < n1)
-                        matmul_blas(y, x, w, S, S, S, n0, n1);
-                }
-            } else {
-                matmul(y, x, w, S, S, S, slices);
-            }
-            if (r >= 0)
-                rates[r] = 2.0 * S * (double)S * S / (now_seconds() - t0) / 1e9;
-        }
-        result = stats_median(rates, passes);
+    for (size_t i = 0; i < (size_t)S * S; i++) {
+        x[i] = (float)(i % 7) * 0.125f;
+        w[i] = (float)(i % 5) * 0.25f;
     }
-    free(x);
-    free(w);
-    free(y);
-    return result;
+}
+
+double probe_product(const float *x, const float *w, float *y, int S, int threads, int passes, int blas)
+{
+    double rates[16];
+    passes = passes > 16 ? 16 : passes;
+    int slices = threads_resolve(threads), rows = (S + slices - 1) / slices;
+    for (int r = -1; r < passes; r++) {
+        double t0 = now_seconds();
+        if (blas) {
+            #pragma omp parallel for schedule(static) num_threads(slices)
+            for (int s = 0; s < slices; s++) {
+                int n0 = s * rows, n1 = n0 + rows < S ? n0 + rows : S;
+                if (n0 < n1)
+                    matmul_blas(y, x, w, S, S, S, n0, n1);
+            }
+        } else {
+            matmul(y, x, w, S, S, S, slices);
+        }
+        if (r >= 0)
+            rates[r] = 2.0 * S * (double)S * S / (now_seconds() - t0) / 1e9;
+    }
+    return stats_median(rates, passes);
 }
 
 double probe_peak_rss(void)

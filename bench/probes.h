@@ -19,13 +19,14 @@ double probe_bandwidth(const float *buf, size_t n, int threads, int passes, doub
 /* matmul() with one input row over a weight matrix of n floats (rows of 4096): GB/s of weights,
  * median of `passes`. */
 double probe_matvec(const float *w, size_t n, int threads, int passes);
-/* GFLOP/s of an (S, S) x (S, S) product, median of `passes` after one untimed pass.
+/* GFLOP/s of an (S, S) x (S, S) product y = x w^T on given matrices (x and w filled by
+ * probe_product_fill), median of `passes` after one untimed pass.
  *   blas = 1: the sgemm peak: CBLAS sgemm, each thread on its own slice of the output rows as
  *             matmul() splits them, so it runs with exactly our threads (BLAS itself on one);
  *             the plain kernel without BLAS.
- *   blas = 0: llamix's own matmul(), whatever kernel it picks for S rows: what prefill runs.
- * NAN when out of memory. */
-double probe_product(int S, int threads, int passes, int blas);
+ *   blas = 0: llamix's own matmul(), whatever kernel it picks for S rows: what prefill runs. */
+void probe_product_fill(float *x, float *w, int S);
+double probe_product(const float *x, const float *w, float *y, int S, int threads, int passes, int blas);
 
 /* Peak resident set size so far, and heap bytes in use now (0 where the C library cannot say). */
 double probe_peak_rss(void);

@@ -148,7 +148,7 @@ static double efficiency(const BenchReport *R, const BenchTest *t, int tg, doubl
     double x[BENCH_MAX_REPS], e[BENCH_MAX_REPS];
     for (int j = 0; j < R->r; j++) {
         x[j] = tg ? t->tg_bytes / t->tg_s[j] / 1e9 : t->pp_flops / t->pp_s[j] / 1e9;
-        e[j] = !lim ? NAN : tg ? x[j] / lim->bw[j] : x[j] / lim->sgemm;
+        e[j] = !lim ? NAN : x[j] / (tg ? lim->bw[j] : lim->gemm[j]);
     }
     *rate = stats_median(x, R->r);
     return stats_median(e, R->r);
@@ -240,14 +240,15 @@ static void catch_up_markdown(FILE *f, const BenchReport *R)
 static void score_rates(const BenchReport *R, const BenchScore *s, double *tok_s, double *gflops, double *eff)
 {
     const BenchLimits *lim = limits_for(R, s->threads);
-    double t[BENCH_MAX_REPS] = {0}, g[BENCH_MAX_REPS] = {0};
+    double t[BENCH_MAX_REPS] = {0}, g[BENCH_MAX_REPS] = {0}, e[BENCH_MAX_REPS] = {0};
     for (int j = 0; j < R->r; j++) {
         t[j] = (double)s->tokens / s->seconds[j];
         g[j] = s->flops / s->seconds[j] / 1e9;
+        e[j] = g[j] / s->sgemm[j];
     }
     *tok_s = stats_median(t, R->r);
     *gflops = stats_median(g, R->r);
-    *eff = lim ? *gflops / lim->sgemm : NAN;
+    *eff = lim ? stats_median(e, R->r) : NAN;
 }
 
 /* The scoring table (--score). */
@@ -419,8 +420,8 @@ void report_markdown(FILE *f, const BenchReport *R)
                 l->sgemm, kernels_have_blas() ? "" : " (no BLAS: the plain kernel)", l->matmul);
     }
     /* Two numbers: the whole process's peak (what a machine must have free for this bench, the
-     * probes' buffers included), and the runs' own (their peak minus the bandwidth buffer, which
-     * stayed resident through them) against what the members and their states should take. */
+     * probes' buffers included), and the runs' own (their peak minus the bandwidth buffer and the
+     * sgemm matrices, which stayed resident through them) against what the members and their states should take. */
     double expected = R->checkpoint_bytes + R->state_bytes + R->rss_base;
     fprintf(f, "- memory: peak RSS %.1f MB for the whole bench, probes included (bandwidth buffer %.1f MB, --bw-mib; "
                "sgemm matrices %.1f MB; none with --no-limits); the runs %.1f MB, %.0f%% of their expected %.1f MB "

@@ -518,6 +518,43 @@ static void test_exp_sum(void **state)
     free(first);
 }
 
+/* exp_sum_double against the sum of double's exp in index order, over logits less their max
+ * ([-40, 0]) and a tail of each length mod 4: within EXP_SUM_DOUBLE_TOL relative on both
+ * instruction sets. The negative control: exp_sum, the float version, misses that tolerance. */
+#define EXP_SUM_DOUBLE_TOL 1e-11
+static void test_exp_sum_double(void **state)
+{
+    (void)state;
+    uint64_t rng = 7;
+    float *x = malloc(EXP_N * sizeof *x);
+    assert_true(x != NULL);
+    for (int i = 0; i < EXP_N; i++)
+        x[i] = -40.0f * uniform(&rng);
+    const KernelIsa isas[] = {KERNEL_ISA_GENERIC, KERNEL_ISA_AVX2};
+    const int lengths[] = {1, 5, 6, 7, 8, 1001, EXP_N};
+    const double shift = -0.375; /* the sums then start near e^0.375: no term is exactly 1 */
+    for (int li = 0; li < 7; li++) {
+        int n = lengths[li];
+        double want = 0;
+        for (int i = 0; i < n; i++)
+            want += exp((double)x[i] - shift);
+        for (int a = 0; a < 2; a++) {
+            if (!kernels_isa_available(isas[a]))
+                continue;
+            kernels_set_isa(isas[a]);
+            double got = exp_sum_double(x, n, shift);
+            if (!(fabs(got - want) <= EXP_SUM_DOUBLE_TOL * want))
+                fail_msg("exp_sum_double (%s, n %d): %.17g against %.17g", a ? "avx2" : "generic", n, got, want);
+        }
+    }
+    double want = 0;
+    for (int i = 0; i < EXP_N; i++)
+        want += exp((double)x[i] - shift);
+    float got = exp_sum(x, EXP_N, (float)shift); /* (overwrites x, which is not used again) */
+    assert_false(fabs(got - want) <= EXP_SUM_DOUBLE_TOL * want);
+    free(x);
+}
+
 /* Tests that force an instruction set, a crossover or a thread count put the defaults back here,
  * so a failure in one cannot leak into the next. */
 static int restore_defaults(void **state)
@@ -543,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test_teardown(test_exp_sum, restore_defaults),
+        cmocka_unit_test_teardown(test_exp_sum_double, restore_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

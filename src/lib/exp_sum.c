@@ -1,5 +1,7 @@
 /* exp_sum.c: x[i] = e^(x[i] - shift) over a vector, and the float sum of the results in index
  * order: the inner loop of every softmax (the sampler's over the vocabulary, the attention's).
+ * exp_sum_double: the same e^ kept in double and summed in double, x unchanged: the sum of
+ * scoring's log-softmax.
  *
  * The maths, in double so that the one rounding that matters is the last one, to float:
  *   v = clamp(x - shift, -110, 89)   (e^-110 is below half the least float, e^89 above FLT_MAX)
@@ -35,9 +37,9 @@
 static const double taylor[11] = {1.0 / 3628800, 1.0 / 362880, 1.0 / 40320, 1.0 / 5040, 1.0 / 720, 1.0 / 120,
                                   1.0 / 24,      1.0 / 6,      0.5,          1.0,          1.0};
 
-static float exp_one(float x, float shift)
+/* e^v in double, v clamped to [EXP_MIN, EXP_MAX] */
+static double exp_double(double v)
 {
-    double v = x - shift; /* subtracted in float, as expf(x - shift) would be */
     v = v < EXP_MIN ? EXP_MIN : v; /* a NaN passes both */
     v = v > EXP_MAX ? EXP_MAX : v;
     double t = fma(v, LOG2E, ROUNDER), k = t - ROUNDER;
@@ -49,7 +51,12 @@ static float exp_one(float x, float shift)
     bits = (bits + 1023) << 52; /* the low bits of t hold k: 2^k's exponent field is k + 1023 */
     double scale;
     memcpy(&scale, &bits, sizeof scale);
-    return (float)(p * scale);
+    return p * scale;
+}
+
+static float exp_one(float x, float shift)
+{
+    return (float)exp_double(x - shift); /* subtracted in float, as expf(x - shift) would be */
 }
 
 /* x[0..n) in plain C, added to sum in order (the vector version's tail too). */
@@ -100,7 +107,35 @@ static float exp_sum_avx2(float *x, int n, float shift)
     }
     return exp_sum_generic(x + i, n - i, shift, sum);
 }
+
+/* exp_sum_double 4 at a time, in 4 lanes of sums. */
+__attribute__((target("avx2,fma")))
+static double exp_sum_double_avx2(const float *x, int n, double shift)
+{
+    __m256d lanes = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        lanes = _mm256_add_pd(lanes, exp_avx2(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), _mm256_set1_pd(shift))));
+    double lane[4];
+    _mm256_storeu_pd(lane, lanes);
+    double sum = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+    for (; i < n; i++)
+        sum += exp_double((double)x[i] - shift);
+    return sum;
+}
 #endif
+
+double exp_sum_double(const float *x, int n, double shift)
+{
+#ifdef KERNELS_X86
+    if (kernels_isa() != KERNEL_ISA_GENERIC)
+        return exp_sum_double_avx2(x, n, shift);
+#endif
+    double sum = 0;
+    for (int i = 0; i < n; i++)
+        sum += exp_double((double)x[i] - shift);
+    return sum;
+}
 
 float exp_sum(float *x, int n, float shift)
 {

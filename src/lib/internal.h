@@ -435,6 +435,30 @@ void attention_run(float *out, int out_stride, const float *q, int q_stride, con
                    int p0, int n, int head_size, float *scores, int score_stride);
 int attention_run_min_rows(void);
 
+/* The largest of x (n >= 1), as run.c's loop finds it, in 8 lanes that vectorise: every lane
+ * starts at x[0] and takes only larger values, so NaNs are skipped unless x[0] is one, as in
+ * run.c's loop; a lane may hold -0 where the loop has +0 or the reverse, which changes no
+ * x[i] - max. Inline, so each caller is vectorised for the instruction set it is compiled for. */
+#define MAX_LANES 8
+static inline float max_lanes(const float *x, int n)
+{
+    float lane[MAX_LANES];
+    for (int l = 0; l < MAX_LANES; l++)
+        lane[l] = x[0];
+    int i = 0;
+    for (; i + MAX_LANES <= n; i += MAX_LANES)
+        for (int l = 0; l < MAX_LANES; l++)
+            lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
+    float max = lane[0];
+    for (int l = 1; l < MAX_LANES; l++)
+        if (lane[l] > max)
+            max = lane[l];
+    for (; i < n; i++)
+        if (x[i] > max)
+            max = x[i];
+    return max;
+}
+
 /* o (D) = x / sqrt(mean(x^2) + 1e-5) * weight; o may alias x. */
 void rmsnorm(float *o, const float *x, const float *weight, int D);
 
@@ -445,6 +469,9 @@ void softmax(float *x, int n);
  * float but for 1 argument in 6e7, where it is 1 ulp off: exp_sum.c); returns the float sum
  * x[0] + x[1] + ... in index order. The same bits on every instruction set. */
 float exp_sum(float *x, int n, float shift);
+/* sum over i < n of e^(x[i] - shift) in double (the subtraction too), x unchanged: each e^ within
+ * about 1e-12 relative (exp_sum's series, not rounded to float), the sum in 4 lanes on AVX2. */
+double exp_sum_double(const float *x, int n, double shift);
 
 /* The instruction set the kernels use now (KERNEL_ISA_AUTO is never returned): the Q8_0 kernels
  * follow the same choice, so kernels_set_isa() forces both. */

@@ -425,15 +425,14 @@ void rmsnorm(float *o, const float *x, const float *weight, int D)
 }
 
 /* x (n) = exp(x - max) / sum, in place. Subtracting the max first keeps every exponent <= 0, so
- * large logits cannot overflow. */
+ * large logits cannot overflow. The vector clones compute what the plain build does (no product
+ * to fuse into a multiply-add). */
+VECTOR_CLONES
 void softmax(float *x, int n)
 {
     if (n <= 0)
         return;
-    float max = x[0];
-    for (int i = 1; i < n; i++)
-        if (x[i] > max)
-            max = x[i];
+    float max = max_lanes(x, n);
     float sum = exp_sum(x, n, max);
     for (int i = 0; i < n; i++)
         x[i] /= sum;

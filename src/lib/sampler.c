@@ -136,38 +136,20 @@ static int sample_mult(const float *probs, int n, float coin)
     return n - 1;
 }
 
-/* The max is taken in this many independent lanes (a vector), not one dependent chain. */
-#define MAX_LANES 8
-
 /* out (n) = softmax(logits / T) with run.c's float operations in run.c's order: divide, subtract
  * the max (so exp never overflows), exp, sum in float in index order, divide by the sum; only the
  * exp is our own (exp_sum.c: the same as glibc's expf but for about 8 arguments in 100,000, by
  * 1 ulp), since 32,000 scalar expf calls were most of a sample's time. If the
  * scaled logits are not finite (T so small that logit / T overflows, or all logits -inf) run.c
  * would produce NaNs; we take the limit T -> 0 instead, the one-hot at the argmax.
- * The max in lanes is run.c's max: every lane starts at out[0] and takes only larger values, so
- * NaNs are skipped unless out[0] is one, as in run.c's loop; a lane may hold -0 where run.c has
- * +0 or the reverse, which changes no out[i] - max. None of these loops has a product to fuse
- * into a multiply-add, so the vector clones compute what the plain build does. */
+ * The max in lanes (max_lanes) is run.c's max. None of these loops has a product to fuse into a
+ * multiply-add, so the vector clones compute what the plain build does. */
 VECTOR_CLONES
 static void softmax_temperature(const float *logits, int n, float temperature, float *out)
 {
     for (int i = 0; i < n; i++)
         out[i] = logits[i] / temperature;
-    float lane[MAX_LANES];
-    for (int l = 0; l < MAX_LANES; l++)
-        lane[l] = out[0];
-    int i = 0;
-    for (; i + MAX_LANES <= n; i += MAX_LANES)
-        for (int l = 0; l < MAX_LANES; l++)
-            lane[l] = out[i + l] > lane[l] ? out[i + l] : lane[l];
-    float max = lane[0];
-    for (int l = 1; l < MAX_LANES; l++)
-        if (lane[l] > max)
-            max = lane[l];
-    for (; i < n; i++)
-        if (out[i] > max)
-            max = out[i];
+    float max = max_lanes(out, n);
     if (!isfinite(max)) {
         int best = argmax(logits, n);
         memset(out, 0, (size_t)n * sizeof *out);

@@ -49,17 +49,11 @@ long score_windows(long n, int context)
 
 /* log softmax(logits)[x] in double: logits[x] - max - log sum_j exp(logits[j] - max).
  * Subtracting the max keeps every exp in (0, 1], so nothing overflows; the sum is >= 1, so its
- * log is finite. logits (V). */
+ * log is finite. Each exp within about 1e-12 relative (exp_sum_double). logits (V). */
 static double log_softmax_at(const float *logits, int V, int x)
 {
-    double max = logits[0];
-    for (int j = 1; j < V; j++)
-        if (logits[j] > max)
-            max = logits[j];
-    double sum = 0;
-    for (int j = 0; j < V; j++)
-        sum += exp((double)logits[j] - max);
-    return (double)logits[x] - max - log(sum);
+    double max = max_lanes(logits, V);
+    return (double)logits[x] - max - log(exp_sum_double(logits, V, max));
 }
 
 int score_member(const Model *m, const int *tokens, long n, const ScoreOptions *options,

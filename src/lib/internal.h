@@ -425,7 +425,8 @@ static inline float dot_lanes(const float *a, const float *b, int n, int lanes)
 }
 
 /* Causal attention of one query head (attention.c). attention_row: the row at position p, q (HS),
- * the kv head's keys and values (positions >= p + 1, HS each), out (HS), scores (p + 1) scratch.
+ * the kv head's keys and values (at least p + 1 positions, HS each), out (HS), scores (p + 1)
+ * scratch.
  * attention_run: n rows at positions p0 .. p0+n-1 of one sequence, row i's q, out and scores
  * (p0 + n) at q_stride, out_stride and score_stride floats from the previous row's; for runs of
  * at least attention_run_min_rows() rows (INT_MAX without BLAS). The two agree up to rounding. */
@@ -470,7 +471,8 @@ void softmax(float *x, int n);
  * x[0] + x[1] + ... in index order. The same bits on every instruction set. */
 float exp_sum(float *x, int n, float shift);
 /* sum over i < n of e^(x[i] - shift) in double (the subtraction too), x unchanged: each e^ within
- * about 1e-12 relative (exp_sum's series, not rounded to float), the sum in 4 lanes on AVX2. */
+ * about 1e-12 relative (exp_sum's series, not rounded to float), the sum in 4 lanes on AVX2.
+ * Arguments are clamped to [-110, 89] as in exp_sum: a term below e^-110 (2e-48) counts as that. */
 double exp_sum_double(const float *x, int n, double shift);
 
 /* The instruction set the kernels use now (KERNEL_ISA_AUTO is never returned): the Q8_0 kernels

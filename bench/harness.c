@@ -515,6 +515,11 @@ static LxStatus limits_init(BenchReport *R, const BenchPlan *o, LxError *err)
     memset(R->gemm_buf + 2 * n, 0, n * sizeof(float));
     for (int ti = 0; ti < o->nt; ti++)
         R->limits[R->n_limits++].threads = o->ts[ti];
+    /* one probe at the most threads before the runs: the work buffers BLAS allocates for it on
+     * each thread stay resident, and count with the probe, not with the runs */
+    double before = probe_rss();
+    sgemm_peak(R, list_max(o->ts, o->nt));
+    R->gemm_bytes = 3.0 * (double)n * sizeof(float) + (probe_rss() - before);
     return LX_OK;
 }
 
@@ -620,10 +625,10 @@ LxStatus bench_run(const BenchPlan *o, BenchReport *R, LxError *err)
         goto done;
     R->background = (probe_machine_busy_seconds() - busy0 - (probe_cpu_seconds() - own0)) / (now_seconds() - wall0);
     account(R);
-    /* The runs' peak: the bandwidth buffer and the sgemm matrices were resident all along, so
-     * they come out. The whole process's peak, probes included, is taken again at the end. */
+    /* The runs' peak: the bandwidth buffer and the sgemm probe's memory were resident all along,
+     * so they come out. The whole process's peak, probes included, is taken again at the end. */
     R->probe_bytes = (double)R->bw_n * sizeof(float);
-    R->rss_runs = probe_peak_rss() - R->probe_bytes - (R->gemm_buf ? 3.0 * BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE * sizeof(float) : 0);
+    R->rss_runs = probe_peak_rss() - R->probe_bytes - R->gemm_bytes;
     R->process_threads = probe_process_threads();
     if (o->router)
         R->router_ns = router_cost(o->router, prompt, p_max);

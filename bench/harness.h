@@ -148,6 +148,7 @@ typedef struct {
     BenchLimits limits[BENCH_MAX_LIST]; /* one per thread count; none without limits */
     float *bw_buf;           /* (bw_n) the bandwidth buffer, NULL without limits */
     float *gemm_buf;         /* (3, BENCH_SGEMM_SIZE^2) the sgemm probe's x, w and y, NULL without limits */
+    double gemm_bytes;       /* resident for the sgemm probe: its matrices and the buffers BLAS keeps */
     size_t bw_n;
     LxModel *const *models;
     int n_models;

@@ -121,6 +121,16 @@ double probe_peak_rss(void)
     return 1024.0 * (double)u.ru_maxrss;
 }
 
+double probe_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, resident = 0;
+    int ok = f && fscanf(f, "%ld %ld", &size, &resident) == 2;
+    if (f)
+        fclose(f);
+    return ok ? (double)resident * (double)sysconf(_SC_PAGESIZE) : 0.0;
+}
+
 /* The heap's bytes in use, every arena and mmapped block included. */
 size_t probe_heap_bytes(void)
 {

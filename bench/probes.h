@@ -28,8 +28,10 @@ double probe_matvec(const float *w, size_t n, int threads, int passes);
 void probe_product_fill(float *x, float *w, int S);
 double probe_product(const float *x, const float *w, float *y, int S, int threads, int passes, int blas);
 
-/* Peak resident set size so far, and heap bytes in use now (0 where the C library cannot say). */
+/* Peak resident set size so far, the resident size now (0 without /proc/self/statm), and heap
+ * bytes in use now (0 where the C library cannot say). */
 double probe_peak_rss(void);
+double probe_rss(void);
 size_t probe_heap_bytes(void);
 /* CPU seconds this process has used; CPU seconds every process on the machine has used (busy
  * time in /proc/stat, steal included: on a VM that is the host's other guests), NAN where there

@@ -421,12 +421,12 @@ void report_markdown(FILE *f, const BenchReport *R)
     }
     /* Two numbers: the whole process's peak (what a machine must have free for this bench, the
      * probes' buffers included), and the runs' own (their peak minus the bandwidth buffer and the
-     * sgemm matrices, which stayed resident through them) against what the members and their states should take. */
+     * sgemm probe's memory, which stayed resident through them) against what the members and their states should take. */
     double expected = R->checkpoint_bytes + R->state_bytes + R->rss_base;
     fprintf(f, "- memory: peak RSS %.1f MB for the whole bench, probes included (bandwidth buffer %.1f MB, --bw-mib; "
-               "sgemm matrices %.1f MB; none with --no-limits); the runs %.1f MB, %.0f%% of their expected %.1f MB "
-               "(checkpoints %.1f + run state %.1f + process before loading %.1f)\n",
-            R->rss_peak / 1e6, R->probe_bytes / 1e6, R->n_limits ? 3.0 * BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE * 4 / 1e6 : 0.0,
+               "sgemm probe %.1f MB, its matrices and BLAS's buffers; none with --no-limits); the runs %.1f MB, "
+               "%.0f%% of their expected %.1f MB (checkpoints %.1f + run state %.1f + process before loading %.1f)\n",
+            R->rss_peak / 1e6, R->probe_bytes / 1e6, R->gemm_bytes / 1e6,
             R->rss_runs / 1e6, 100 * R->rss_runs / expected, expected / 1e6,
             R->checkpoint_bytes / 1e6, R->state_bytes / 1e6, R->rss_base / 1e6);
     char blas[64];
@@ -692,8 +692,8 @@ void report_json(FILE *f, const BenchReport *R)
         first = 0;
     }
     fprintf(f, "],\n\"memory\":{\"peak_rss_bytes\":%.0f,\"runs_rss_bytes\":%.0f,\"probe_buffer_bytes\":%.0f,"
-               "\"checkpoint_bytes\":%.0f,\"state_bytes\":%.0f,\"base_rss_bytes\":%.0f},\n",
-            R->rss_peak, R->rss_runs, R->probe_bytes, R->checkpoint_bytes, R->state_bytes, R->rss_base);
+               "\"sgemm_probe_bytes\":%.0f,\"checkpoint_bytes\":%.0f,\"state_bytes\":%.0f,\"base_rss_bytes\":%.0f},\n",
+            R->rss_peak, R->rss_runs, R->probe_bytes, R->gemm_bytes, R->checkpoint_bytes, R->state_bytes, R->rss_base);
     char wait[128];
     cli_wait_describe(wait, sizeof wait);
     fprintf(f, "\"process_threads\":%d,\"blas_threads_per_call\":%d,\"thread_wait\":", R->process_threads,

@@ -29,7 +29,7 @@ targets=${FUZZ_TARGETS:-$default_targets}
 # shellcheck disable=SC2034
 {
     max_len_model=8192 max_len_tokenizer=8192 max_len_encode=1024 max_len_serve_request=8192
-    sources_model="util.c atomic_file.c model.c kernels.c exp_sum.c kernels_q8.c kernels_q8_x86.c kernels_x86.c forward.c forward_reference.c"
+    sources_model="util.c atomic_file.c model.c kernels.c exp_sum.c kernels_q8.c kernels_q8_x86.c kernels_x86.c forward.c attention.c forward_reference.c"
     sources_tokenizer="util.c tokenizer.c"
     sources_encode="util.c tokenizer.c"
     # the server's request parser (src/cli) and the whole library under it (lx_mode_parse)

@@ -269,12 +269,13 @@ static LxStatus touch_members(const BenchPlan *o, LxModel *const *members, int k
     return LX_OK;
 }
 
-/* The sgemm peak at this moment on the probe's matrices, resident since limits_init. */
-static double sgemm_peak(const BenchReport *R, int threads)
+/* The 2048^3 product on the probe's matrices (x, w, y, resident since limits_init), at this
+ * moment: BLAS sgemm (blas = 1, the sgemm peak) or llamix matmul(). */
+#define SGEMM_FLOATS ((size_t)BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE)
+static double gemm_probe(const BenchReport *R, int threads, int blas)
 {
-    const size_t n = (size_t)BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE;
-    return probe_product(R->gemm_buf, R->gemm_buf + n, R->gemm_buf + 2 * n, BENCH_SGEMM_SIZE, threads,
-                            BENCH_SGEMM_PASSES, 1);
+    return probe_product(R->gemm_buf, R->gemm_buf + SGEMM_FLOATS, R->gemm_buf + 2 * SGEMM_FLOATS, BENCH_SGEMM_SIZE,
+                         threads, BENCH_SGEMM_PASSES, blas);
 }
 
 /* The repetitions. Odd repetitions run the whole plan backwards (thread counts, groups and the
@@ -289,7 +290,7 @@ static LxStatus run_tests(BenchReport *R, const BenchPlan *o, const int *prompt,
         for (int i = 0; i < R->n_limits && R->bw_buf; i++) {
             double best;
             R->limits[i].bw[rep] = probe_bandwidth(R->bw_buf, R->bw_n, R->limits[i].threads, 3, &best);
-            R->limits[i].gemm[rep] = sgemm_peak(R, R->limits[i].threads);
+            R->limits[i].gemm[rep] = gemm_probe(R, R->limits[i].threads, 1);
         }
         for (int j = 0; j < R->n_tests; j++) {
             BenchTest *t = &R->tests[rep % 2 ? R->n_tests - 1 - j : j];
@@ -470,7 +471,7 @@ static LxStatus run_score(BenchReport *R, const BenchPlan *o, LxError *err)
                     int wi = rep % 2 ? o->nwindows - 1 - j : j;
                     int C = o->windows[wi];
                     if (rep >= 0) /* the sgemm peak of this moment, as run_tests measures it */
-                        s[wi].sgemm[rep] = R->gemm_buf ? sgemm_peak(R, o->ts[ti]) : NAN;
+                        s[wi].sgemm[rep] = R->gemm_buf ? gemm_probe(R, o->ts[ti], 1) : NAN;
                     HeapWatch heap = {(double)probe_heap_bytes(), 0};
                     ScoreOptions so = {.context = C, .threads = o->ts[ti], .member = d, .progress = watch_heap,
                                        .user = &heap};
@@ -508,18 +509,16 @@ static LxStatus limits_init(BenchReport *R, const BenchPlan *o, LxError *err)
         return (LxStatus)fail(err, LX_ERR_MEMORY, "out of memory for a %d MiB bandwidth buffer (--bw-mib)", o->bw_mib);
     for (size_t i = 0; i < R->bw_n; i += 1024)
         R->bw_buf[i] = 1.0f;
-    const size_t n = (size_t)BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE;
-    if (!(R->gemm_buf = alloc_zeroed(3 * n, sizeof(float))))
+    if (!(R->gemm_buf = alloc_zeroed(3 * SGEMM_FLOATS, sizeof(float))))
         return (LxStatus)fail(err, LX_ERR_MEMORY, "out of memory for the sgemm probe's matrices");
-    probe_product_fill(R->gemm_buf, R->gemm_buf + n, BENCH_SGEMM_SIZE); /* resident from here on */
-    memset(R->gemm_buf + 2 * n, 0, n * sizeof(float));
+    probe_product_fill(R->gemm_buf, R->gemm_buf + SGEMM_FLOATS, BENCH_SGEMM_SIZE);
     for (int ti = 0; ti < o->nt; ti++)
         R->limits[R->n_limits++].threads = o->ts[ti];
     /* one probe at the most threads before the runs: the work buffers BLAS allocates for it on
      * each thread stay resident, and count with the probe, not with the runs */
     double before = probe_rss();
-    sgemm_peak(R, list_max(o->ts, o->nt));
-    R->gemm_bytes = 3.0 * (double)n * sizeof(float) + (probe_rss() - before);
+    gemm_probe(R, list_max(o->ts, o->nt), 1); /* (writes y: all three resident from here on) */
+    R->gemm_bytes = 3.0 * (double)SGEMM_FLOATS * sizeof(float) + (probe_rss() - before);
     return LX_OK;
 }
 
@@ -533,8 +532,7 @@ static void limits_finish(BenchReport *R)
         l->bandwidth_best = stats_max(l->bw, R->r);
         l->matvec = probe_matvec(R->bw_buf, R->bw_n, l->threads, 5);
         l->sgemm = stats_median(l->gemm, R->r);
-        const size_t n = (size_t)BENCH_SGEMM_SIZE * BENCH_SGEMM_SIZE;
-        l->matmul = probe_product(R->gemm_buf, R->gemm_buf + n, R->gemm_buf + 2 * n, BENCH_SGEMM_SIZE, l->threads, 3, 0);
+        l->matmul = gemm_probe(R, l->threads, 0);
     }
 }
 

@@ -421,7 +421,8 @@ void report_markdown(FILE *f, const BenchReport *R)
     }
     /* Two numbers: the whole process's peak (what a machine must have free for this bench, the
      * probes' buffers included), and the runs' own (their peak minus the bandwidth buffer and the
-     * sgemm probe's memory, which stayed resident through them) against what the members and their states should take. */
+     * sgemm probe's memory, which stayed resident through them) against what the members and
+     * their states should take. */
     double expected = R->checkpoint_bytes + R->state_bytes + R->rss_base;
     fprintf(f, "- memory: peak RSS %.1f MB for the whole bench, probes included (bandwidth buffer %.1f MB, --bw-mib; "
                "sgemm probe %.1f MB, its matrices and BLAS's buffers; none with --no-limits); the runs %.1f MB, "

@@ -69,6 +69,14 @@ static float exp_sum_generic(float *x, int n, float shift, float sum)
     return sum;
 }
 
+/* exp_sum_double in plain C, added to sum in order (the vector version's tail too). */
+static double exp_sum_double_generic(const float *x, int n, double shift, double sum)
+{
+    for (int i = 0; i < n; i++)
+        sum += exp_double((double)x[i] - shift);
+    return sum;
+}
+
 #ifdef KERNELS_X86
 #include <immintrin.h>
 
@@ -118,10 +126,7 @@ static double exp_sum_double_avx2(const float *x, int n, double shift)
         lanes = _mm256_add_pd(lanes, exp_avx2(_mm256_sub_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + i)), _mm256_set1_pd(shift))));
     double lane[4];
     _mm256_storeu_pd(lane, lanes);
-    double sum = (lane[0] + lane[1]) + (lane[2] + lane[3]);
-    for (; i < n; i++)
-        sum += exp_double((double)x[i] - shift);
-    return sum;
+    return exp_sum_double_generic(x + i, n - i, shift, (lane[0] + lane[1]) + (lane[2] + lane[3]));
 }
 #endif
 
@@ -131,10 +136,7 @@ double exp_sum_double(const float *x, int n, double shift)
     if (kernels_isa() != KERNEL_ISA_GENERIC)
         return exp_sum_double_avx2(x, n, shift);
 #endif
-    double sum = 0;
-    for (int i = 0; i < n; i++)
-        sum += exp_double((double)x[i] - shift);
-    return sum;
+    return exp_sum_double_generic(x, n, shift, 0.0);
 }
 
 float exp_sum(float *x, int n, float shift)

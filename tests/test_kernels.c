@@ -555,6 +555,41 @@ static void test_exp_sum_double(void **state)
     free(x);
 }
 
+/* exp_floats (SwiGLU's e^) gives exp_sum's bits with shift 0 on every instruction set and length
+ * (the vector loop and its tail), and is within 1 ulp of expf; the control: x itself (e^ left
+ * out) fails the comparison. */
+static void test_exp_floats(void **state)
+{
+    (void)state;
+    enum { N = 1037 };
+    static float x[N], want[N], got[N];
+    uint64_t rng = 11;
+    for (int i = 0; i < N; i++)
+        x[i] = 60.0f * uniform(&rng) - 40.0f;
+    memcpy(want, x, sizeof want);
+    kernels_set_isa(KERNEL_ISA_GENERIC);
+    exp_sum(want, N, 0.0f);
+    const KernelIsa isas[] = {KERNEL_ISA_GENERIC, KERNEL_ISA_AVX2};
+    const int lengths[] = {1, 7, 8, 9, N};
+    for (int a = 0; a < 2; a++) {
+        if (!kernels_isa_available(isas[a]))
+            continue;
+        kernels_set_isa(isas[a]);
+        for (int li = 0; li < 5; li++) {
+            int n = lengths[li];
+            memcpy(got, x, sizeof got);
+            exp_floats(got, n);
+            if (memcmp(got, want, (size_t)n * sizeof *got) != 0)
+                fail_msg("exp_floats (%s, n %d) differs from exp_sum's e^", a ? "avx2" : "generic", n);
+            for (int i = 0; i < n; i++)
+                if (!(fabsf(got[i] - expf(x[i])) <= 1.2e-7f * expf(x[i])))
+                    fail_msg("exp_floats(%.9g) = %.9g, expf %.9g", x[i], got[i], expf(x[i]));
+            assert_true(n == N || got[n] == x[n]); /* nothing written past n */
+        }
+    }
+    assert_false(memcmp(x, want, sizeof x) == 0);
+}
+
 /* Tests that force an instruction set, a crossover or a thread count put the defaults back here,
  * so a failure in one cannot leak into the next. */
 static int restore_defaults(void **state)
@@ -581,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_softmax),
         cmocka_unit_test_teardown(test_exp_sum, restore_defaults),
         cmocka_unit_test_teardown(test_exp_sum_double, restore_defaults),
+        cmocka_unit_test_teardown(test_exp_floats, restore_defaults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

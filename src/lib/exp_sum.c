@@ -1,5 +1,6 @@
 /* exp_sum.c: x[i] = e^(x[i] - shift) over a vector, and the float sum of the results in index
  * order: the inner loop of every softmax (the sampler's over the vocabulary, the attention's).
+ * exp_floats: the same e^ without shift or sum, for SwiGLU's gate.
  * exp_sum_double: the same e^ kept in double and summed in double, x unchanged: the sum of
  * scoring's log-softmax.
  *
@@ -69,6 +70,13 @@ static float exp_sum_generic(float *x, int n, float shift, float sum)
     return sum;
 }
 
+/* exp_floats in plain C (the vector version's tail too). */
+static void exp_floats_generic(float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = exp_one(x[i], 0.0f);
+}
+
 /* exp_sum_double in plain C, added to sum in order (the vector version's tail too). */
 static double exp_sum_double_generic(const float *x, int n, double shift, double sum)
 {
@@ -98,6 +106,15 @@ static inline __m256d exp_avx2(__m256d v)
     return _mm256_mul_pd(p, _mm256_castsi256_pd(bits));
 }
 
+/* e^ of 8 floats, through exp_avx2 on each half, rounded to float. */
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256 exp8_avx2(__m256 v)
+{
+    __m128 lo = _mm256_cvtpd_ps(exp_avx2(_mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+    __m128 hi = _mm256_cvtpd_ps(exp_avx2(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+    return _mm256_set_m128(hi, lo);
+}
+
 /* 8 at a time; the sum takes the 8 results one by one in order, a chain of dependent adds that
  * runs while the next vector's exps are computed. */
 __attribute__((target("avx2,fma")))
@@ -106,14 +123,21 @@ static float exp_sum_avx2(float *x, int n, float shift)
     float sum = 0.0f;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(shift));
-        __m128 lo = _mm256_cvtpd_ps(exp_avx2(_mm256_cvtps_pd(_mm256_castps256_ps128(v))));
-        __m128 hi = _mm256_cvtpd_ps(exp_avx2(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
-        _mm256_storeu_ps(x + i, _mm256_set_m128(hi, lo));
+        _mm256_storeu_ps(x + i, exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(shift))));
         for (int j = 0; j < 8; j++)
             sum += x[i + j];
     }
     return exp_sum_generic(x + i, n - i, shift, sum);
+}
+
+/* exp_floats 8 at a time. */
+__attribute__((target("avx2,fma")))
+static void exp_floats_avx2(float *x, int n)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(x + i, exp8_avx2(_mm256_loadu_ps(x + i)));
+    exp_floats_generic(x + i, n - i);
 }
 
 /* exp_sum_double 4 at a time, in 4 lanes of sums. */
@@ -146,4 +170,15 @@ float exp_sum(float *x, int n, float shift)
         return exp_sum_avx2(x, n, shift);
 #endif
     return exp_sum_generic(x, n, shift, 0.0f);
+}
+
+void exp_floats(float *x, int n)
+{
+#ifdef KERNELS_X86
+    if (kernels_isa() != KERNEL_ISA_GENERIC) {
+        exp_floats_avx2(x, n);
+        return;
+    }
+#endif
+    exp_floats_generic(x, n);
 }

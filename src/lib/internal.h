@@ -470,6 +470,8 @@ void softmax(float *x, int n);
  * float but for 1 argument in 6e7, where it is 1 ulp off: exp_sum.c); returns the float sum
  * x[0] + x[1] + ... in index order. The same bits on every instruction set. */
 float exp_sum(float *x, int n, float shift);
+/* In place: x[i] = e^x[i] for i < n, exp_sum's e^ (the same bits as exp_sum(x, n, 0)). */
+void exp_floats(float *x, int n);
 /* sum over i < n of e^(x[i] - shift) in double (the subtraction too), x unchanged: each e^ within
  * about 1e-12 relative (exp_sum's series, not rounded to float), the sum in 4 lanes on AVX2.
  * Arguments are clamped to [-110, 89] as in exp_sum: a term below e^-110 (2e-48) counts as that. */

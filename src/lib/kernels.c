@@ -274,13 +274,22 @@ static void product_slice(const WeightProduct *p, const float *x, const QuantScr
         matmul_stream(p->y, x, w->f, T, K, p->N, n0, n1);
 }
 
-/* silu(g) * u = g / (1 + e^-g) * u, the SwiGLU gate, over columns [n0, n1) of T rows of N. */
+/* silu(g) * u = g / (1 + e^-g) * u, the SwiGLU gate, over columns [n0, n1) of T rows of N; the
+ * e^-g of a piece of a row at a time by exp_floats (a vector exp, where expf is scalar). */
+#define SWIGLU_PIECE 256
 static void swiglu_columns(float *g, const float *u, int T, int N, int n0, int n1)
 {
+    float e[SWIGLU_PIECE];
     for (int t = 0; t < T; t++)
-        for (int i = n0; i < n1; i++) {
-            size_t at = (size_t)t * N + i;
-            g[at] = g[at] * (1.0f / (1.0f + expf(-g[at]))) * u[at];
+        for (int i0 = n0; i0 < n1; i0 += SWIGLU_PIECE) {
+            int len = n1 - i0 < SWIGLU_PIECE ? n1 - i0 : SWIGLU_PIECE;
+            float *gt = g + (size_t)t * N + i0;
+            const float *ut = u + (size_t)t * N + i0;
+            for (int i = 0; i < len; i++)
+                e[i] = -gt[i];
+            exp_floats(e, len);
+            for (int i = 0; i < len; i++)
+                gt[i] = gt[i] * (1.0f / (1.0f + e[i])) * ut[i];
         }
 }
 
